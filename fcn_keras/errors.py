@@ -1,0 +1,20 @@
+"""The project's own error type.
+
+Every problem caused by the user's input (bad files, bad flags, impossible sizes) is raised as
+`FCNError` so the command line can print one clear message and exit with status 2 instead of a
+traceback. Anything else is a bug and keeps its traceback.
+"""
+
+
+class FCNError(Exception):
+    """A user-facing error: the message names the file (when there is one) and what is wrong."""
+
+    exit_code = 2
+
+
+class DataError(FCNError):
+    """A dataset, annotation, image or mask file cannot be used."""
+
+
+class ConfigError(FCNError):
+    """A combination of flags or sizes that cannot work."""
