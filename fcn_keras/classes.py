@@ -1,0 +1,121 @@
+"""Class names, colours and the ignore index of a dataset.
+
+Every dataset format ends up as one `ClassInfo`, so masks, palettes, reports and overlays all agree
+on which index means what. It is stored as `classes.json` (see DESIGN.md):
+``{"names": [...], "colors": [[r, g, b], ...], "ignore_index": 255}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fcn_keras.errors import DataError
+
+IGNORE_INDEX = 255
+
+VOC_CLASSES = [
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "potted plant", "sheep", "sofa",
+    "train", "tv/monitor",
+]
+
+CAMVID_CLASSES = [
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+    "Pedestrian", "Bicyclist",
+]
+CAMVID_COLORS = [
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+]
+CAMVID_VOID_INDEX = 11
+
+
+def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC palette (bit-interleaved), which also gives distinct colours for any n."""
+    colors = []
+    for index in range(n):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        colors.append((r, g, b))
+    return colors
+
+
+@dataclass
+class ClassInfo:
+    """Names and colours of the classes; index i of `names` is the pixel value i in a mask."""
+
+    names: list[str]
+    colors: list[tuple[int, int, int]] = field(default_factory=list)
+    ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self):
+        if not self.colors:
+            self.colors = voc_colormap(len(self.names))
+        self.colors = [tuple(int(v) for v in c) for c in self.colors]
+        if len(self.colors) != len(self.names):
+            raise DataError(
+                f"classes: {len(self.names)} names but {len(self.colors)} colours")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.names)
+
+    def palette(self) -> list[int]:
+        """A 768-entry PIL palette: class colours first, the ignore index white, the rest black."""
+        flat = [0] * 768
+        for index, color in enumerate(self.colors):
+            flat[3 * index:3 * index + 3] = color
+        if 0 <= self.ignore_index < 256 and self.ignore_index >= len(self.colors):
+            flat[3 * self.ignore_index:3 * self.ignore_index + 3] = (255, 255, 255)
+        return flat
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "colors": [list(c) for c in self.colors],
+                "ignore_index": self.ignore_index}
+
+    def save(self, path: str | Path) -> None:
+        from fcn_keras.io_utils import atomic_write_text
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ClassInfo":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: classes file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: not a readable JSON classes file ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("names"), list) or not data["names"]:
+            raise DataError(f"{path}: expected {{\"names\": [...], \"colors\": [...]}} "
+                            "with at least one class name")
+        names = [str(n) for n in data["names"]]
+        colors = data.get("colors") or []
+        try:
+            colors = [tuple(int(v) for v in c) for c in colors]
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: 'colors' must be a list of [r, g, b] lists") from None
+        if colors and any(len(c) != 3 for c in colors):
+            raise DataError(f"{path}: 'colors' must be a list of [r, g, b] lists")
+        ignore = data.get("ignore_index", IGNORE_INDEX)
+        if not isinstance(ignore, int):
+            raise DataError(f"{path}: 'ignore_index' must be an integer")
+        try:
+            return cls(names, colors, ignore)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+
+def voc_classes() -> ClassInfo:
+    return ClassInfo(list(VOC_CLASSES), voc_colormap(len(VOC_CLASSES)), IGNORE_INDEX)
+
+
+def camvid_classes() -> ClassInfo:
+    return ClassInfo(list(CAMVID_CLASSES), list(CAMVID_COLORS), CAMVID_VOID_INDEX)
