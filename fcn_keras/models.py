@@ -1,0 +1,126 @@
+"""The three segmentation heads: the book's FCN, FCN-32s and FCN-8s.
+
+Each builder returns a `keras.Model` taking float RGB images in [0, 1] of any height and width
+and returning per-pixel class probabilities of the same height and width: the input is padded
+to the network stride and the output cropped back (see `PadToMultiple`).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from fcn_keras.backbones import Backbone, build_backbone
+from fcn_keras.errors import ConfigError
+from fcn_keras.layers import CropLike, PadToMultiple, bilinear_upsampling, conv_layer, tconv_layer
+
+ARCHS = ("fcn", "fcn32s", "fcn8s")
+
+
+def build_fcn(input_shape, backbone, n_classes=4, head_filters=256):
+    """The book's FCN (listing 12.3.2) on a pyramid backbone.
+
+    Each pyramid level below the main one gets a Conv-BN-ReLU and bilinear upsampling to the main
+    feature's size; all are concatenated, upsampled x4 by two stride-2 transposed-conv blocks and
+    classified per pixel by a 1x1 transposed conv and a softmax. Layer names are the book's.
+    """
+    inputs = keras.Input(shape=input_shape)
+    features = backbone(inputs)
+    main_feature, features = features[0], features[1:]
+    out_features = [main_feature]
+    feature_size, size = 8, 2
+    for feature in features:
+        postfix = "fcn_" + str(feature_size)
+        feature = conv_layer(feature, filters=head_filters, use_maxpool=False, postfix=postfix)
+        feature = layers.UpSampling2D(size=size, interpolation="bilinear",
+                                      name=postfix + "_up2d")(feature)
+        size *= 2
+        feature_size *= 2
+        out_features.append(feature)
+    x = layers.Concatenate()(out_features) if len(out_features) > 1 else out_features[0]
+    x = tconv_layer(x, head_filters, postfix="up_x2")
+    x = tconv_layer(x, head_filters, postfix="up_x4")
+    x = layers.Conv2DTranspose(filters=n_classes, kernel_size=1, strides=1, padding="same",
+                               kernel_initializer="he_normal", name="pre_activation")(x)
+    x = layers.Softmax(name="segmentation", dtype="float32")(x)
+    return keras.Model(inputs, x, name="fcn")
+
+
+def build_fcn32s(input_shape, backbone: Backbone, n_classes):
+    """FCN-32s as in the d2l chapter: 1x1 conv (Xavier) to classes on the deepest feature, then
+    one bilinear-initialised transposed conv (kernel 2s, stride s, padding s/2) back to the input.
+    """
+    stride = backbone.strides[-1]
+    inputs = keras.Input(shape=input_shape)
+    deepest = backbone.model(inputs)[-1]
+    x = layers.Conv2D(n_classes, kernel_size=1, kernel_initializer="glorot_uniform",
+                      name="score")(deepest)
+    x = bilinear_upsampling(n_classes, stride, name=f"upsample_x{stride}")(x)
+    x = layers.Softmax(name="segmentation", dtype="float32")(x)
+    return keras.Model(inputs, x, name="fcn32s")
+
+
+def build_fcn8s(input_shape, backbone: Backbone, n_classes):
+    """FCN-8s skip fusion (Long et al.): scores at stride 32 are upsampled x2 and added to the
+    stride-16 scores, upsampled x2 again and added to the stride-8 scores, then upsampled x8.
+    All upsampling layers start as bilinear interpolation.
+    """
+    inputs = keras.Input(shape=input_shape)
+    features = backbone.model(inputs)
+    pool3, pool4, pool5 = (features[backbone.feature_index(s)] for s in (8, 16, 32))
+    score32 = layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
+                            name="score_stride32")(pool5)
+    score16 = layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
+                            name="score_stride16")(pool4)
+    score8 = layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
+                           name="score_stride8")(pool3)
+    x = bilinear_upsampling(n_classes, 2, name="upsample_32_to_16")(score32)
+    x = layers.Add(name="fuse_stride16")([x, score16])
+    x = bilinear_upsampling(n_classes, 2, name="upsample_16_to_8")(x)
+    x = layers.Add(name="fuse_stride8")([x, score8])
+    x = bilinear_upsampling(n_classes, 8, name="upsample_x8")(x)
+    x = layers.Softmax(name="segmentation", dtype="float32")(x)
+    return keras.Model(inputs, x, name="fcn8s")
+
+
+def network_stride(arch: str, backbone: Backbone) -> int:
+    """The factor every padded input size must be a multiple of."""
+    if arch == "fcn8s":
+        backbone.feature_index(32)
+        return 32
+    return backbone.strides[-1]
+
+
+def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
+    """Wrap `core` so it accepts any height and width: pad to `stride`, run, crop back."""
+    inputs = keras.Input(shape=(None, None, channels), name="image")
+    padded = PadToMultiple(stride, name="pad_to_stride")(inputs)
+    outputs = CropLike(name="crop_to_input")([core(padded), inputs])
+    return keras.Model(inputs, outputs, name=core.name)
+
+
+def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=3,
+                resnet_version=2, n=6, backbone_weights=None, head_filters=256, l2=1e-4,
+                any_size=True):
+    """Build a segmentation model from the options `fcn.py` exposes.
+
+    Returns `(model, backbone)`. With `any_size=True` (the default) the model takes images of any
+    height and width; the core network itself stays exactly the book's (same layers and
+    parameters), wrapped in a pad/crop pair.
+    """
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if n_classes < 2:
+        raise ConfigError(f"a segmentation model needs at least 2 classes, got {n_classes}")
+    input_shape = (None, None, channels)
+    bb = build_backbone(backbone, input_shape, n_layers=layers_, resnet_version=resnet_version,
+                        n=n, weights=backbone_weights, l2=l2)
+    if arch == "fcn":
+        core = build_fcn(input_shape, bb.model, n_classes, head_filters=head_filters)
+    elif arch == "fcn32s":
+        core = build_fcn32s(input_shape, bb, n_classes)
+    else:
+        core = build_fcn8s(input_shape, bb, n_classes)
+    if not any_size:
+        return core, bb
+    return with_any_size(core, network_stride(arch, bb), channels), bb
