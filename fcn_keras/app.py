@@ -1,0 +1,278 @@
+"""The book's `FCN` class: a model and its data, with train / evaluate / predict / export.
+
+`fcn.py` builds one from the parsed `Config`; everything it needs comes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fcn_keras.callbacks import (AccuracyCallback, History, NanGuard, TrainingState,
+                                 make_schedule)
+from fcn_keras.classes import ClassInfo
+from fcn_keras.config import Config, resolve_weights_path
+from fcn_keras.errors import ConfigError, DataError, FCNError
+from fcn_keras.evaluate import WorstImages, score_split, write_report
+from fcn_keras.io_utils import atomic_path, write_index_png
+from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
+from fcn_keras.metrics import format_table
+from fcn_keras.models import build_model
+from fcn_keras.pipeline import DataGenerator, PipelineOptions
+from fcn_keras.predict import Predictor
+from fcn_keras.strategy import choose_strategy, is_chief
+from fcn_keras import visualize
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def log(config: Config, message: str, level: int = 1) -> None:
+    if config.verbose >= level:
+        print(message, flush=True)
+
+
+class FCN:
+    """Made of an FCN model and its dataset; trains, evaluates and predicts."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._dataset = None
+        self.classes = self._find_classes()
+        self.strategy = choose_strategy(config.strategy) if config.train else \
+            tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.model, self.backbone = build_model(
+                config.arch, n_classes=self.classes.n_classes, channels=config.channels,
+                backbone=config.backbone, layers_=config.layers,
+                resnet_version=config.resnet_version, n=config.n,
+                backbone_weights=config.backbone_weights, head_filters=config.head_filters)
+        self.save_dir = Path(config.save_dir)
+        self.weights_path = self.save_dir / config.weights_name
+
+    # data ------------------------------------------------------------------------------------
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            from fcn_keras.formats import load_dataset
+            c = self.config
+            self._dataset = load_dataset(
+                c.data_path, c.data_format, allow_pickle=c.allow_pickle,
+                train_labels=c.train_labels, test_labels=c.test_labels,
+                val_fraction=c.val_fraction, classes=c.classes, attribute=c.attribute)
+        return self._dataset
+
+    def _classes_file(self) -> Path | None:
+        if self.config.restore_weights:
+            weights = resolve_weights_path(self.config)
+            candidate = weights.with_name(weights.name.split(".")[0] + ".classes.json")
+            if candidate.exists():
+                return candidate
+        return None
+
+    def _find_classes(self) -> ClassInfo:
+        """Classes of the dataset, or (predicting images only) those saved beside the weights."""
+        saved = self._classes_file()
+        if saved is not None and self.config.image_file and not self.config.train:
+            return ClassInfo.load(saved)
+        return self.dataset.classes
+
+    def _options(self, training: bool) -> PipelineOptions:
+        c = self.config
+        return PipelineOptions(height=c.height, width=c.width, batch_size=c.batch_size,
+                               n_classes=self.classes.n_classes,
+                               ignore_index=self.classes.ignore_index,
+                               scale_range=c.scale_range if training else (1.0, 1.0),
+                               parallel_calls=None, seed=c.seed)
+
+    def generator(self, split: str, training: bool) -> DataGenerator:
+        return DataGenerator(self.dataset.split(split), self._options(training), training,
+                             self.config.channels)
+
+    # training --------------------------------------------------------------------------------
+    def _optimizer(self):
+        c = self.config
+        if c.optimizer == "sgd":
+            return keras.optimizers.SGD(c.lr, momentum=0.9, weight_decay=c.weight_decay or None)
+        if c.optimizer == "adamw":
+            return keras.optimizers.AdamW(c.lr, weight_decay=c.weight_decay or 1e-4)
+        return keras.optimizers.Adam(c.lr, weight_decay=c.weight_decay or None)
+
+    def _class_weights(self):
+        n_classes = self.classes.n_classes
+        return load_class_weights(self.config.class_weights, n_classes,
+                                  lambda: class_pixel_counts(self.dataset.split("train"),
+                                                             n_classes))
+
+    def train(self) -> None:
+        """`model.fit` on the tf.data pipeline under the chosen strategy; validation each epoch."""
+        c = self.config
+        replicas = self.strategy.num_replicas_in_sync
+        if c.batch_size % replicas:
+            raise ConfigError(f"--batch-size {c.batch_size} must be a multiple of the "
+                              f"{replicas} replicas")
+        train_gen = self.generator("train", training=True)
+        val_gen = self.generator("val", training=False)
+        log(c, f"# of classes {self.classes.n_classes}; train {len(train_gen.samples)} images, "
+               f"val {len(val_gen.samples)}")
+        log(c, f"Batch size: {c.batch_size} global = {c.batch_size // replicas} per replica x "
+               f"{replicas} replica(s) ({type(self.strategy).__name__})")
+        with self.strategy.scope():
+            optimizer = self._optimizer()
+            loss = SegmentationLoss(self.classes.n_classes, c.loss, self._class_weights())
+            self.model.compile(optimizer=optimizer, loss=loss, jit_compile=bool(c.jit))
+            optimizer.build(self.model.trainable_variables)
+        history, state, initial_epoch = self._resume_state(optimizer)
+        if initial_epoch >= c.epochs:
+            log(c, f"Nothing to do: the run already completed {initial_epoch} epochs")
+            return
+        predictor = Predictor(self.model)
+        val_ds = val_gen.dataset()
+        chief = is_chief()
+        accuracy = AccuracyCallback(
+            lambda: self._score(predictor, val_ds),
+            self.weights_path if chief else self.save_dir / f".worker-{time.time_ns()}.weights.h5",
+            history, c.verbose, state if chief else None)
+        self._save_classes()
+        nan_guard = NanGuard()
+        callbacks = [keras.callbacks.LearningRateScheduler(
+            make_schedule(c.schedule, c.lr, c.epochs, c.warmup_epochs)), nan_guard, accuracy]
+        if c.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
+        steps = c.steps_per_epoch or len(train_gen)
+        self.model.fit(train_gen.dataset(repeat=True), epochs=c.epochs, steps_per_epoch=steps,
+                       initial_epoch=initial_epoch, callbacks=callbacks,
+                       verbose=1 if c.verbose == 1 else (2 if c.verbose > 1 else 0))
+        if nan_guard.stopped_at is not None:
+            raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
+                           f"are kept in {self.weights_path} (try a lower --lr)")
+        log(c, f"Best val mIoU {accuracy.best:.4f}; weights: {self.weights_path}")
+
+    def _resume_state(self, optimizer):
+        c = self.config
+        stem = self.weights_path.name.replace(".weights.h5", "")
+        history = History(self.save_dir, stem)
+        state = TrainingState(self.save_dir / f"{stem}-state", self.model, optimizer)
+        initial_epoch = 0
+        if c.resume:
+            restored = state.restore()
+            if restored is None:
+                log(c, "--resume: no saved state found; starting from epoch 1")
+            else:
+                initial_epoch = restored
+                log(c, f"Resuming after epoch {initial_epoch} (best val mIoU "
+                       f"{float(state.best.numpy()):.4f})")
+            history.load(up_to_epoch=initial_epoch)
+        return history, state, initial_epoch
+
+    def _save_classes(self) -> None:
+        if is_chief():
+            self.classes.save(self.weights_path.with_name(
+                self.weights_path.name.split(".")[0] + ".classes.json"))
+
+    def _score(self, predictor, dataset, on_image=None) -> dict:
+        return score_split(predictor, dataset, self.classes.n_classes,
+                           self.classes.ignore_index, on_image)
+
+    # weights ---------------------------------------------------------------------------------
+    def restore_weights(self) -> None:
+        """Load `--restore-weights` (or the best weights just trained)."""
+        c = self.config
+        path = resolve_weights_path(c) if c.restore_weights else self.weights_path
+        log(c, f"Loading weights: {path}")
+        load_weights(self.model, path, c)
+
+    # evaluation ------------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        """Metrics on `--split` (default test, else val), table, JSON report and figures."""
+        c = self.config
+        split = c.split or ("test" if "test" in self.dataset.splits and
+                            self.dataset.splits["test"] else "val")
+        generator = self.generator(split, training=False)
+        predictor = Predictor(self.model, tta=c.tta, tile=c.tile)
+        worst = WorstImages(c.worst if c.plot else 0)
+        start = time.time()
+        metrics = self._score(predictor, generator.dataset(), worst)
+        seconds = time.time() - start
+        names = self.classes.names
+        print(f"\n{split} split, {metrics['n_images']} images ({seconds:.1f} s):")
+        print(format_table(metrics, names))
+        out = Path(c.output_dir)
+        report = Path(c.report) if c.report else out / f"report-{split}.json"
+        write_report(report, metrics, names, {"split": split, "weights": str(c.restore_weights),
+                                              "arch": c.arch, "tta": c.tta})
+        visualize.save_confusion_matrix(out / f"confusion-{split}.png",
+                                        np.array(metrics["confusion_matrix"]), names)
+        print(f"Report: {report}; confusion matrix: {out / f'confusion-{split}.png'}")
+        for rank, (miou, index, image, truth, prediction) in enumerate(worst.items):
+            stem = generator.samples[index].stem
+            visualize.save_comparison(out / f"worst-{rank + 1:02d}-{stem}.png", image, truth,
+                                      prediction, self.classes.colors, self.classes.ignore_index,
+                                      f"{stem}: mIoU {miou:.3f}")
+        if worst.items:
+            print(f"Overlays of the {len(worst.items)} worst images in {out}")
+        return metrics
+
+    # prediction ------------------------------------------------------------------------------
+    def predict_files(self, target: str) -> list[Path]:
+        """Segment one image or every image of a folder: `<stem>-mask.png`, `<stem>-overlay.png`."""
+        from fcn_keras.pipeline import read_rgb
+        c = self.config
+        files = image_files(target)
+        predictor = Predictor(self.model, tta=c.tta, tile=c.tile)
+        out = Path(c.output_dir)
+        written = []
+        for path in files:
+            image = read_rgb(path, c.channels)
+            labels = predictor.labels(image[None].astype(np.float32) / 255.0)[0]
+            mask_path = out / f"{path.stem}-mask.png"
+            write_index_png(mask_path, labels, self.classes.palette())
+            visualize.save_rgb(out / f"{path.stem}-overlay.png",
+                               visualize.overlay(image, labels, self.classes.colors))
+            written.append(mask_path)
+            log(c, f"{path}: {mask_path}")
+        return written
+
+    # export ----------------------------------------------------------------------------------
+    def export(self, directory: str) -> None:
+        from fcn_keras.export import export_model
+        export_model(self.model, Path(directory), self.classes, self.config)
+
+
+def image_files(target: str) -> list[Path]:
+    path = Path(target)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no images (.jpg, .png, ...) in this folder")
+        return files
+    if not path.exists():
+        raise DataError(f"{path}: image file not found")
+    return [path]
+
+
+def load_weights(model, path: Path, config: Config) -> None:
+    """Load `.weights.h5`, `.keras` or the book's Keras 2 `.h5`; say what differs on failure."""
+    if not path.exists():
+        raise ConfigError(f"{path}: weights file not found")
+    core = model.layers[-2] if len(model.layers) >= 3 and isinstance(
+        model.layers[-2], keras.Model) else None
+    errors = []
+    for target in (model, core):
+        if target is None:
+            continue
+        try:
+            target.load_weights(str(path))
+            return
+        except Exception as exc:  # Keras raises ValueError/KeyError/OSError for mismatches
+            errors.append(str(exc).strip().splitlines()[0][:300])
+            if not str(path).endswith(".h5") or str(path).endswith(".weights.h5"):
+                break
+    raise ConfigError(
+        f"{path}: does not fit this model (--arch {config.arch} --backbone {config.backbone} "
+        f"--layers {config.layers} --n {config.n} --resnet-version {config.resnet_version}, "
+        f"{model.output_shape[-1]} classes, {model.count_params():,} parameters): {errors[0]}")

@@ -1,0 +1,125 @@
+"""Segmentation losses that skip ignored pixels: cross-entropy (optionally class-weighted), Dice,
+and their sum. Labels are sparse class indices; any label >= n_classes (the ignore index, 255 or
+CamVid's void 11) contributes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import keras
+from keras import ops
+
+from fcn_keras.errors import ConfigError
+
+
+def _labels(y_true, n_classes):
+    labels = ops.cast(y_true, "int32")
+    if len(labels.shape) == 4:
+        labels = ops.squeeze(labels, -1)
+    valid = ops.cast(labels < n_classes, "float32")
+    safe = ops.where(labels < n_classes, labels, 0)
+    return safe, valid
+
+
+@keras.saving.register_keras_serializable(package="fcn_keras")
+class SegmentationLoss(keras.losses.Loss):
+    """Pixel-wise loss over valid pixels, normalised by their (weighted) count in the batch.
+
+    `call` returns per-sample values scaled so that Keras' mean over the batch equals the loss
+    over all valid pixels of the batch (as PyTorch's `ignore_index` cross-entropy does).
+    """
+
+    def __init__(self, n_classes, kind="ce", class_weights=None, name="segmentation_loss",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        if kind not in ("ce", "dice", "ce+dice"):
+            raise ConfigError(f"unknown --loss {kind!r}")
+        self.n_classes = int(n_classes)
+        self.kind = kind
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        labels, valid = _labels(y_true, self.n_classes)
+        probs = ops.cast(y_pred, "float32")
+        batch = ops.cast(ops.shape(probs)[0], "float32")
+        total = 0.0
+        if "ce" in self.kind:
+            picked = ops.take_along_axis(probs, ops.expand_dims(labels, -1), axis=-1)[..., 0]
+            ce = -ops.log(ops.clip(picked, 1e-7, 1.0))
+            weights = valid
+            if self.class_weights is not None:
+                table = ops.convert_to_tensor(self.class_weights, dtype="float32")
+                weights = weights * ops.take(table, labels)
+            per_sample = ops.sum(ce * weights, axis=(1, 2))
+            total = per_sample * batch / ops.maximum(ops.sum(weights), 1e-6)
+        if "dice" in self.kind:
+            total = total + dice_loss(labels, valid, probs, self.n_classes) * ops.ones_like(
+                probs[:, 0, 0, 0])
+        return total
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "kind": self.kind,
+                "class_weights": self.class_weights}
+
+
+def dice_loss(labels, valid, probs, n_classes, smooth=1.0):
+    """1 - mean soft Dice over the classes present in the batch (ground truth or prediction)."""
+    one_hot = ops.one_hot(labels, n_classes) * ops.expand_dims(valid, -1)
+    probs = probs * ops.expand_dims(valid, -1)
+    inter = ops.sum(one_hot * probs, axis=(0, 1, 2))
+    sums = ops.sum(one_hot, axis=(0, 1, 2)) + ops.sum(probs, axis=(0, 1, 2))
+    dice = (2.0 * inter + smooth) / (sums + smooth)
+    present = ops.cast(ops.sum(one_hot, axis=(0, 1, 2)) > 0, "float32")
+    return 1.0 - ops.sum(dice * present) / ops.maximum(ops.sum(present), 1.0)
+
+
+def median_frequency_weights(pixel_counts, image_counts=None) -> list[float]:
+    """Median frequency balancing (Eigen & Fergus, used by SegNet on CamVid).
+
+    freq(c) = pixels of c / total pixels of the images where c appears; weight = median / freq.
+    """
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    totals = counts.sum() if image_counts is None else np.asarray(image_counts, np.float64)
+    freq = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    median = np.median(freq[freq > 0]) if np.any(freq > 0) else 1.0
+    weights = np.divide(median, freq, out=np.zeros_like(freq), where=freq > 0)
+    return [float(w) for w in weights]
+
+
+def load_class_weights(spec: str, n_classes: int, counts_fn=None) -> list[float] | None:
+    """`--class-weights none|median-freq|FILE` -> a weight per class (or None)."""
+    if spec in (None, "", "none"):
+        return None
+    if spec == "median-freq":
+        pixel_counts, image_counts = counts_fn()
+        return median_frequency_weights(pixel_counts, image_counts)
+    path = Path(spec)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--class-weights {spec}: file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--class-weights {spec}: not a JSON list of numbers ({exc})") from None
+    if isinstance(data, dict):
+        data = data.get("weights", data)
+    if not isinstance(data, list) or len(data) != n_classes or not all(
+            isinstance(w, (int, float)) and w >= 0 for w in data):
+        raise ConfigError(f"--class-weights {spec}: expected a JSON list of {n_classes} "
+                          "non-negative numbers (one per class)")
+    return [float(w) for w in data]
+
+
+def class_pixel_counts(samples, n_classes: int):
+    """Pixels of each class over the masks of `samples`, and pixels of the images holding it."""
+    from fcn_keras.io_utils import read_index_mask
+    pixels = np.zeros(n_classes, np.int64)
+    image_pixels = np.zeros(n_classes, np.int64)
+    for sample in samples:
+        mask = read_index_mask(sample.mask)
+        counts = np.bincount(mask[mask < n_classes].ravel(), minlength=n_classes)[:n_classes]
+        pixels += counts
+        image_pixels += (counts > 0) * int((mask < n_classes).sum())
+    return pixels, image_pixels

@@ -1,0 +1,60 @@
+"""Choosing the `tf.distribute` strategy (the book trains with `MirroredStrategy`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from fcn_keras.errors import ConfigError
+
+
+def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """auto: MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy over the visible
+    GPUs when there are any, otherwise the default (single-device) strategy."""
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multiworker"
+        elif tf.config.list_logical_devices("GPU"):
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("--strategy multiworker needs TF_CONFIG (see README, "
+                              "'Training on several machines')")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"TF_CONFIG is not valid JSON: {exc}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
+def split_cpu(n: int) -> None:
+    """Expose `n` logical CPU devices (lets `MirroredStrategy` be tested without GPUs).
+    Must run before TensorFlow initialises its devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def is_chief() -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    config = os.environ.get("TF_CONFIG")
+    if not config:
+        return True
+    try:
+        task = json.loads(config).get("task", {})
+    except json.JSONDecodeError:
+        return True
+    cluster = json.loads(config).get("cluster", {})
+    kind, index = task.get("type", "worker"), task.get("index", 0)
+    if "chief" in cluster:
+        return kind == "chief"
+    return kind == "worker" and index == 0
