@@ -1,0 +1,118 @@
+"""Model shapes and parameter counts, and the bilinear transposed convolution."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from fcn_keras.backbones import build_backbone, build_resnet  # noqa: E402
+from fcn_keras.errors import ConfigError  # noqa: E402
+from fcn_keras.layers import bilinear_kernel, bilinear_upsampling  # noqa: E402
+from fcn_keras.models import build_model  # noqa: E402
+
+SIZES = [(480, 640), (360, 480), (250, 333), (37, 51)]
+
+
+def test_book_model_parameter_count():
+    """ResNet56v2, 3 pyramid layers, 256-filter heads, 4 classes: the book's 11,120,900."""
+    model, _ = build_model("fcn", n_classes=4)
+    assert model.count_params() == 11_120_900
+
+
+def test_book_model_is_the_books_layout():
+    model, backbone = build_model("fcn", n_classes=4, any_size=False)
+    assert backbone.model.name == "ResNet56v2"
+    names = [layer.name for layer in model.layers]
+    for name in ("conv_fcn_8", "fcn_8_up2d", "fcn_16_up2d", "fcn_32_up2d", "tconv_up_x2",
+                 "tconv_up_x4", "pre_activation", "segmentation"):
+        assert any(n == name or n.endswith(name) for n in names), name
+    assert backbone.strides == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("arch", ["fcn", "fcn32s", "fcn8s"])
+def test_output_shape_any_size(arch):
+    model, _ = build_model(arch, n_classes=5, n=1)
+    for height, width in SIZES:
+        out = model(np.random.rand(2, height, width, 3).astype("float32"))
+        assert tuple(out.shape) == (2, height, width, 5)
+        np.testing.assert_allclose(np.sum(out.numpy(), axis=-1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["fcn", "fcn32s", "fcn8s"])
+def test_full_depth_models_at_checked_sizes(arch):
+    model, _ = build_model(arch, n_classes=4)
+    for height, width in [(480, 640), (360, 480), (250, 333)]:
+        assert tuple(model(np.zeros((1, height, width, 3), "float32")).shape) == \
+            (1, height, width, 4)
+
+
+def test_resnet_v1_and_other_depths():
+    v1 = build_resnet((64, 64, 3), n_layers=2, version=1, n=3)
+    assert v1.name == "ResNet20v1"
+    assert [tuple(o.shape[1:3]) for o in v1.outputs] == [(16, 16), (8, 8), (4, 4)]
+    v2 = build_resnet((64, 64, 3), n_layers=4, version=2, n=12)
+    assert v2.name == "ResNet110v2"
+    assert len(v2.outputs) == 5
+
+
+@pytest.mark.parametrize("name", ["resnet50v2", "vgg16"])
+def test_application_backbones_expose_strides(name):
+    backbone = build_backbone(name, (None, None, 3), n_layers=3)
+    outputs = backbone.model(np.zeros((1, 128, 160, 3), "float32"))
+    assert backbone.strides == [4, 8, 16, 32]
+    for stride, out in zip(backbone.strides, outputs):
+        assert tuple(out.shape[1:3]) == (128 // stride, 160 // stride)
+
+
+@pytest.mark.parametrize("arch", ["fcn", "fcn32s", "fcn8s"])
+def test_vgg16_models_odd_size(arch):
+    model, _ = build_model(arch, n_classes=3, backbone="vgg16")
+    assert tuple(model(np.zeros((1, 250, 333, 3), "float32")).shape) == (1, 250, 333, 3)
+
+
+def test_imagenet_for_book_resnet_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no ImageNet weights"):
+        build_model("fcn", backbone="resnet", backbone_weights="imagenet")
+
+
+def test_imagenet_offline_is_a_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline, raising=False)
+    monkeypatch.setattr("keras.src.applications.vgg16.file_utils.get_file", offline,
+                        raising=False)
+    with pytest.raises(ConfigError, match="ImageNet weights"):
+        build_model("fcn8s", backbone="vgg16", backbone_weights="imagenet")
+
+
+def test_missing_backbone_weights_file():
+    with pytest.raises(ConfigError, match="not found"):
+        build_model("fcn", backbone="resnet", backbone_weights="/nonexistent/w.weights.h5")
+
+
+def test_fcn8s_needs_stride_32():
+    with pytest.raises(ConfigError, match="stride 32"):
+        build_model("fcn8s", layers_=2, n=1)
+
+
+def test_bilinear_kernel_matches_d2l():
+    k = bilinear_kernel(1, 1, 4)[:, :, 0, 0]
+    row = np.array([0.25, 0.75, 0.75, 0.25])
+    np.testing.assert_allclose(k, np.outer(row, row))
+    assert bilinear_kernel(3, 3, 4)[:, :, 0, 1].sum() == 0  # channels do not mix
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8, 32])
+def test_bilinear_transposed_conv_equals_bilinear_resize(factor):
+    """The d2l claim: the bilinear-initialised transposed conv upsamples like bilinear resize
+    (half-pixel centres) away from the border."""
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 12, 10, 3)).astype("float32")
+    layer = bilinear_upsampling(3, factor, name="up", use_bias=False)
+    upsampled = layer(image).numpy()
+    resized = tf.image.resize(image, (12 * factor, 10 * factor), method="bilinear").numpy()
+    assert upsampled.shape == resized.shape
+    m = factor  # one input pixel of border on each side
+    np.testing.assert_allclose(upsampled[:, m:-m, m:-m], resized[:, m:-m, m:-m], atol=1e-5)
