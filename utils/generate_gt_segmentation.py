@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Convert VIA (VGG Image Annotator) JSON annotations into index-PNG masks.
+
+Example, the book's drinks dataset (train and test in one call, so they share one class map):
+
+    python utils/generate_gt_segmentation.py -p data/drinks \\
+        -j segmentation_train.json -j segmentation_test.json
+
+writes data/drinks/masks/<image stem>.png, classes.json, segmentation_train.txt and
+segmentation_test.txt. Errors in the annotations are all listed at once, exit status 2.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fcn_keras.errors import FCNError  # noqa: E402
+
+CLASS_RULE = """\
+class indices: background is 0. With --classes a,b,c: a=1, b=2, c=3. Without it, from the
+names used in all the given JSON files: if every name is an integer ("1", "2", as in the
+book) the index is that integer, else the names sorted (case-sensitive) get 1..K.
+A region's class is read from the region attribute --attribute KEY, or else the first of
+Name, name, class, label, type, category (case-insensitive); its value may be a string, a
+number, or a checkbox dict with exactly one option ticked.
+
+pixels: pixel (row r, column c) is the point (x=c, y=r) of VIA's coordinates. Polygons take
+the pixels inside or on their boundary (skimage.draw.polygon's rule), rectangles the pixels
+x <= c < x+width and y <= r < y+height, circles and ellipses those strictly inside (ellipse
+theta as VIA draws it, clockwise on screen). Parts outside the image are clipped.
+Overlaps: larger regions are painted first (--draw-order area), or in file order (file).
+Polylines and points have no area and are skipped with a warning."""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Convert VIA 1.x/2.x/3.x JSON annotations into index-PNG masks "
+                    "(one <image stem>.png per image, classes.json, <json stem>.txt).",
+        epilog=CLASS_RULE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-j", "--json", action="extend", nargs="+", default=None,
+                        metavar="JSON",
+                        help="VIA JSON file(s), looked up in --data-path when not found as "
+                             "given; repeat or list several (default: segmentation_train.json)")
+    parser.add_argument("-p", "--data-path", default="data/drinks",
+                        help="folder of the images (default: %(default)s)")
+    parser.add_argument("--save-filename", default=None, metavar="NPY",
+                        help="also write the book's pickled {filename: one-hot HxWxC uint8} "
+                             ".npy (relative paths are inside --data-path)")
+    parser.add_argument("--show", action="store_true",
+                        help="also write <output-dir>/show/<stem>.png: image | colour mask")
+    parser.add_argument("--classes", default=None,
+                        help="class names in index order, comma-separated (background is 0 and "
+                             "implicit), or a classes.json file")
+    parser.add_argument("--attribute", default=None, metavar="KEY",
+                        help="region attribute holding the class name (default: auto-detected)")
+    parser.add_argument("--output-dir", default=None,
+                        help="where masks go (default: <data-path>/masks)")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="skip images that are missing or unreadable instead of failing")
+    parser.add_argument("--draw-order", choices=("area", "file"), default="area",
+                        help="overlaps: 'area' paints larger regions first so small objects "
+                             "stay visible; 'file' keeps VIA's order, later on top")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar, warnings or summary")
+    return parser
+
+
+def _classes_argument(value):
+    """A classes.json path is loaded; anything else is a comma-separated list of names."""
+    if value and value.endswith(".json") and Path(value).is_file():
+        from fcn_keras.classes import ClassInfo
+        return ClassInfo.load(value)
+    return value
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from fcn_keras.convert import convert_via
+
+    try:
+        result = convert_via(
+            args.json or ["segmentation_train.json"], args.data_path,
+            output_dir=args.output_dir, classes=_classes_argument(args.classes),
+            attribute=args.attribute, skip_missing=args.skip_missing,
+            draw_order=args.draw_order, save_filename=args.save_filename, show=args.show,
+            progress=not args.quiet and sys.stderr.isatty())
+    except FCNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if not args.quiet:
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        counts = ", ".join(f"{stem}: {len(stems)}" for stem, stems in result.stems.items())
+        names = ", ".join(result.class_info.names)
+        print(f"converted {len(result.mask_paths)} image(s) ({counts}) into "
+              f"{result.output_dir}; {result.class_info.n_classes} classes: {names}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
