@@ -54,9 +54,14 @@ def write_index_png(path: str | Path, mask: np.ndarray, palette: list[int] | Non
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    image = Image.fromarray(mask.astype(np.uint8), mode="P")
-    if palette is not None:
-        image.putpalette(palette)
+    if palette is None:
+        from fcn_keras.classes import voc_colormap
+        palette = [v for color in voc_colormap(256) for v in color]
+    # A palette of all 256 entries: with a shorter one PIL may save fewer bits per pixel and
+    # silently fold indices beyond the palette's length.
+    palette = list(palette)[:768] + [0] * max(0, 768 - len(palette))
+    image = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
+    image.putpalette(palette)
     with atomic_path(path, suffix=".png") as tmp:
         image.save(tmp, format="PNG", optimize=False)
 

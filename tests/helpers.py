@@ -1,0 +1,49 @@
+"""Small synthetic datasets for the tests (no network, nothing from ../shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def shapes_image(rng, height, width):
+    """A noisy image with a bright square (class 1) and a dark disc (class 2)."""
+    image = (rng.random((height, width, 3)) * 60 + 90).astype(np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    size = max(4, min(height, width) // 3)
+    top, left = rng.integers(0, height - size), rng.integers(0, width - size)
+    image[top:top + size, left:left + size] = rng.integers(200, 255, 3)
+    mask[top:top + size, left:left + size] = 1
+    cy, cx = rng.integers(size // 2, height - size // 2), rng.integers(size // 2, width - size // 2)
+    yy, xx = np.mgrid[:height, :width]
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= (size // 2) ** 2
+    image[disc] = rng.integers(0, 50, 3)
+    mask[disc] = 2
+    return image, mask
+
+
+def make_folder_dataset(root: Path, n_train=6, n_val=2, n_test=2, height=64, width=80,
+                        seed=0) -> Path:
+    """The native `folder` layout: images/, masks/, classes.json, train/val/test.txt."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    splits = {"train": n_train, "val": n_val, "test": n_test}
+    index = 0
+    for split, count in splits.items():
+        stems = []
+        for _ in range(count):
+            stem = f"img{index:03d}"
+            image, mask = shapes_image(rng, height, width)
+            Image.fromarray(image).save(root / "images" / f"{stem}.png")
+            Image.fromarray(mask, mode="L").save(root / "masks" / f"{stem}.png")
+            stems.append(stem)
+            index += 1
+        (root / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    (root / "classes.json").write_text(json.dumps(
+        {"names": ["background", "square", "disc"],
+         "colors": [[0, 0, 0], [255, 0, 0], [0, 0, 255]], "ignore_index": 255}))
+    return root
