@@ -616,24 +616,28 @@ def _via_files(root: Path, train_labels: str, test_labels: str) -> dict[str, Pat
 def _load_via(root: Path, train_labels: str, test_labels: str, names: list[str] | None,
               attribute: str | None) -> SegmentationDataset:
     files = _via_files(root, train_labels, test_labels)
-    if names is None and (root / "classes.json").is_file():
-        names = ClassInfo.load(root / "classes.json").names
     output_dir = root / "masks"
     manifest_path = root / CACHE_DIR / "via_manifest.json"
-    stamps = {split: _file_stamp(path) for split, path in files.items()}
-    request = {"jsons": stamps, "classes": names, "attribute": attribute}
+    classes_json = root / "classes.json"
+    request = {"jsons": {split: _file_stamp(path) for split, path in files.items()},
+               "classes": names, "attribute": attribute,
+               "classes_json": _file_stamp(classes_json) if classes_json.is_file() else None}
     record = _cached_via(manifest_path, request, files, root, output_dir)
     if record is None:
         from fcn_keras.convert import convert_via
-        result = convert_via(list(files.values()), root, output_dir=output_dir, classes=names,
+        given = names
+        if given is None and classes_json.is_file():
+            given = ClassInfo.load(classes_json)  # names and colours, index 0 first
+        result = convert_via(list(files.values()), root, output_dir=output_dir, classes=given,
                              attribute=attribute, skip_missing=False, draw_order="area",
                              progress=False)
-        record = _via_record(result, files, root)
+        classes = result.class_info
+        record = {**_via_record(result, files, root), "class_info": classes.to_dict()}
         _cache_dir(root)
         atomic_write_text(manifest_path, json.dumps({**request, **record}) + "\n")
-        classes = result.class_info
     else:
-        classes = ClassInfo.load(output_dir / "classes.json")
+        saved = record["class_info"]
+        classes = ClassInfo(saved["names"], saved["colors"], saved["ignore_index"])
     splits = {split: [Sample(root / record["images"][stem], root / record["masks"][stem], stem)
                       for stem in stems] for split, stems in record["splits"].items()}
     return SegmentationDataset(root, "via", classes, splits)

@@ -406,6 +406,20 @@ def test_via_layout_is_converted_and_reused(tmp_path):
     assert sample.mask.stat().st_mtime_ns == stamp
 
 
+def test_via_classes_json_names_the_books_integer_classes(tmp_path):
+    pytest.importorskip("fcn_keras.convert")
+    write_image(tmp_path / "0010001.jpg", size=(16, 12), fmt="JPEG")
+    write_via(tmp_path / "segmentation_train.json",
+              [via_entry(tmp_path / "0010001.jpg", [("2", [2, 10, 10, 2], [2, 2, 8, 8])])])
+    colors = [(0, 0, 0), (0, 114, 189), (217, 83, 25), (237, 177, 32)]
+    ClassInfo(["background", "water", "soda", "juice"], colors).save(tmp_path / "classes.json")
+    dataset = load_dataset(tmp_path)
+    assert dataset.classes.names == ["background", "water", "soda", "juice"]
+    assert dataset.classes.colors[2] == (217, 83, 25)
+    mask = np.asarray(Image.open(dataset.split("train")[0].mask))
+    assert mask[5, 5] == 2
+
+
 def test_via_split_bookkeeping_with_a_stand_in_converter(tmp_path, monkeypatch):
     """Pins down how load_dataset calls the converter and re-uses its output (no converter
     needed): all JSON files in one call, masks under <root>/masks, a second load converts
@@ -414,9 +428,10 @@ def test_via_split_bookkeeping_with_a_stand_in_converter(tmp_path, monkeypatch):
 
     def convert_via(json_paths, data_path, output_dir=None, classes=None, attribute=None,
                     skip_missing=False, draw_order="area", progress=False):
-        calls.append({"jsons": [p.name for p in json_paths], "classes": classes,
+        calls.append({"jsons": [p.name for p in json_paths],
+                      "classes": getattr(classes, "names", classes),
                       "attribute": attribute, "output_dir": output_dir})
-        info = ClassInfo(classes or ["background", "thing"])
+        info = classes if isinstance(classes, ClassInfo) else ClassInfo(classes or ["bg", "x"])
         info.save(output_dir / "classes.json")
         stems, images, masks = {}, {}, {}
         for path in json_paths:
