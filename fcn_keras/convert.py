@@ -9,7 +9,9 @@ bytes would not change are left alone, so a re-run is idempotent.
 Class indices (background is always 0; a region named ``background`` paints 0):
 
 - with ``classes`` (``a,b,c``): ``a`` = 1, ``b`` = 2, ``c`` = 3 (a leading ``background`` entry is
-  taken as index 0); any other name is an error;
+  taken as index 0; a `ClassInfo` is used as it is, index 0 first); an integer name that is not
+  a class name is the index itself (the book's ``"1"``, ``"2"`` with ``water,soda``); any other
+  name is an error;
 - without it, from the names used in all the given JSON files together (so a train and a test
   file converted in one call agree): if every name is an integer (``"1"``, ``"2"``, as in the
   book's drinks dataset) the index is that integer; otherwise the names sorted (case-sensitive
@@ -70,25 +72,31 @@ class _Job:
 # Class mapping
 
 class ClassMap:
-    """Class name -> index, and the `ClassInfo` written as classes.json."""
+    """Class name -> index, and the `ClassInfo` written as classes.json.
 
-    def __init__(self, info: ClassInfo, integer_names: bool = False):
+    A name is looked up among the class names; an integer name that is not one of them is
+    taken as the index itself when there is such a class (the book's ``"1"``, ``"2"`` with
+    ``--classes water,soda``).
+    """
+
+    def __init__(self, info: ClassInfo):
         self.info = info
-        self.integer_names = integer_names
         self._index = {name: i for i, name in enumerate(info.names)}
         self._index.setdefault(BACKGROUND, 0)
 
     def index(self, name: str) -> int | None:
-        if self.integer_names and _INTEGER.match(name):
-            return int(name)
-        return self._index.get(name)
+        index = self._index.get(name)
+        if index is None and _INTEGER.match(name) and int(name) < self.info.n_classes:
+            index = int(name)
+        return index
 
     def unknown_message(self, name: str) -> str:
         known = [n for n in self.info.names if n != BACKGROUND]
         hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         folded = [n for n in known if n.casefold() == name.casefold()]
         hint = folded or hint
-        text = f"unknown class '{name}' (classes: {', '.join(known) or 'none'})"
+        text = (f"unknown class '{name}' (classes: {', '.join(known) or 'none'}; or an "
+                f"integer index below {self.info.n_classes})")
         return text + (f"; did you mean '{hint[0]}'?" if hint else "")
 
 
@@ -121,8 +129,7 @@ def class_map_from_names(names: set[str], problems: list[str]) -> ClassMap:
             problems.append(f"class '{top}' is above {MAX_CLASS_INDEX}: integer class names "
                             f"are mask values, and 255 is the ignore index")
             top = MAX_CLASS_INDEX
-        return ClassMap(ClassInfo([BACKGROUND] + [str(i) for i in range(1, top + 1)]),
-                        integer_names=True)
+        return ClassMap(ClassInfo([BACKGROUND] + [str(i) for i in range(1, top + 1)]))
     ordered = sorted(names)
     if len(ordered) > MAX_CLASS_INDEX:
         problems.append(f"{len(ordered)} class names; at most {MAX_CLASS_INDEX} fit in a mask")
@@ -273,11 +280,6 @@ def _class_map(jobs: list[_Job], given: ClassInfo | None, problems: list[str]) -
             if region.class_name is not None and class_map.index(region.class_name) is None:
                 problems.append(f"{job.image.source}: {job.image.filename}: region "
                                 f"{region.index}: {class_map.unknown_message(region.class_name)}")
-            elif region.class_name is not None and \
-                    class_map.index(region.class_name) > MAX_CLASS_INDEX:
-                problems.append(f"{job.image.source}: {job.image.filename}: region "
-                                f"{region.index}: class '{region.class_name}' is above "
-                                f"{MAX_CLASS_INDEX}")
     return class_map
 
 

@@ -319,7 +319,9 @@ def read_json(json_path: str | Path):
             return json.loads(handle.read().decode("utf-8-sig"))
     except FileNotFoundError:
         raise DataError(f"{path}: VIA JSON file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: not UTF-8 text ({exc})") from None
+    except OSError as exc:
         raise DataError(f"{path}: cannot read the VIA JSON file ({exc})") from None
     except (ValueError, RecursionError) as exc:   # JSONDecodeError is a ValueError
         raise DataError(f"{path}: not valid JSON ({exc})") from None

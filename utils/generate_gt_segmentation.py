@@ -19,9 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fcn_keras.errors import FCNError  # noqa: E402
 
 CLASS_RULE = """\
-class indices: background is 0. With --classes a,b,c: a=1, b=2, c=3. Without it, from the
-names used in all the given JSON files: if every name is an integer ("1", "2", as in the
-book) the index is that integer, else the names sorted (case-sensitive) get 1..K.
+class indices: background is 0. With --classes a,b,c: a=1, b=2, c=3, and an integer name
+that is not listed is the index itself (the book's "1", "2" with --classes water,soda).
+Without --classes, from the names used in all the given JSON files together: if every name
+is an integer ("1", "2", as in the book) the index is that integer, else the names sorted
+(case-sensitive) get 1..K. A region named "background" paints 0.
 A region's class is read from the region attribute --attribute KEY, or else the first of
 Name, name, class, label, type, category (case-insensitive); its value may be a string, a
 number, or a checkbox dict with exactly one option ticked.
