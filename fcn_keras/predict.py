@@ -20,21 +20,35 @@ class Predictor:
         self.tta = tta
         self.tile = tile
         self.overlap = overlap
-        self._probs = tf.function(self._probabilities, reduce_retracing=True, jit_compile=jit)
+        self.multiple = padding_multiple(model)
+        # One trace per padded size: Keras' bilinear UpSampling2D needs static sizes, and
+        # padding here to the model's own stride changes nothing in the result.
+        self._probs = tf.function(self._probabilities, jit_compile=jit)
 
     def _probabilities(self, images):
-        probs = tf.cast(self.model(images, training=False), tf.float32)
-        if self.tta == "flip":
-            flipped = tf.cast(self.model(tf.reverse(images, [2]), training=False), tf.float32)
-            probs = (probs + tf.reverse(flipped, [2])) / 2.0
-        return probs
+        return tf.cast(self.model(images, training=False), tf.float32)
 
     def probabilities(self, images) -> np.ndarray:
         """Per-pixel class probabilities for a float32 [0, 1] batch (N, H, W, C)."""
-        images = tf.convert_to_tensor(images, tf.float32)
+        images = np.asarray(images, np.float32)
         if self.tile is None:
-            return self._probs(images).numpy()
-        return np.stack([self._tiled(image) for image in images.numpy()])
+            return self._call(images)
+        return np.stack([self._tiled(image) for image in images])
+
+    def _call(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch, with flip TTA when asked."""
+        probs = self._padded_call(images)
+        if self.tta == "flip":
+            probs = (probs + self._padded_call(images[:, :, ::-1])[:, :, ::-1]) / 2.0
+        return probs
+
+    def _padded_call(self, images: np.ndarray) -> np.ndarray:
+        """Run on a batch padded to the model's stride (static shapes, few traces)."""
+        height, width = images.shape[1:3]
+        pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
+        if pad_h or pad_w:
+            images = np.pad(images, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)])
+        return self._probs(tf.constant(images)).numpy()[:, :height, :width]
 
     def labels(self, images) -> np.ndarray:
         """Per-pixel class indices (uint8) for a batch."""
@@ -50,12 +64,21 @@ class Predictor:
                    for left in window_starts(width, tile_w, self.overlap)]
         for top, left in windows:
             crop = image[None, top:top + tile_h, left:left + tile_w]
-            probs = self._probs(tf.convert_to_tensor(crop)).numpy()[0]
+            probs = self._call(crop)[0]
             if total is None:
                 total = np.zeros((height, width, probs.shape[-1]), np.float32)
             total[top:top + tile_h, left:left + tile_w] += probs
             counts[top:top + tile_h, left:left + tile_w] += 1
         return total / counts
+
+
+def padding_multiple(model) -> int:
+    """The stride the model pads its input to (1 if it takes only fixed sizes)."""
+    from fcn_keras.layers import PadToMultiple
+    for layer in model.layers:
+        if isinstance(layer, PadToMultiple):
+            return layer.multiple
+    return 1
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:

@@ -1,0 +1,142 @@
+"""Training end to end on a tiny synthetic dataset: weights, history, resume, evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from fcn_keras.app import FCN  # noqa: E402
+from fcn_keras.config import parse_args  # noqa: E402
+from fcn_keras.errors import ConfigError  # noqa: E402
+from helpers import make_folder_dataset  # noqa: E402
+
+SMALL = ["--n", "1", "--layers", "2", "--head-filters", "16", "--height", "32", "--width", "48",
+         "--batch-size", "2", "--verbose", "0", "--seed", "1"]
+
+
+def config_for(tmp_path, *extra):
+    data = make_folder_dataset(tmp_path / "data") if not (tmp_path / "data").exists() \
+        else tmp_path / "data"
+    return parse_args(["--data-path", str(data), "--save-dir", str(tmp_path / "weights"),
+                       "--output-dir", str(tmp_path / "out"), "--dataset", "shapes",
+                       *SMALL, *extra])
+
+
+def test_train_then_resume_then_evaluate(tmp_path):
+    config = config_for(tmp_path, "--train", "--epochs", "2")
+    app = FCN(config)
+    app.train()
+    weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+    assert weights.exists()
+    history = json.loads((tmp_path / "weights" /
+                          "ResNet11v2-2layer-shapes-best-iou-history.json").read_text())
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert {"loss", "val_mean_iou", "val_pixel_accuracy", "val_book_miou", "lr"} <= set(history[0])
+    assert (tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou-history.csv").exists()
+    assert (tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.classes.json").exists()
+
+    resumed = FCN(config_for(tmp_path, "--train", "--epochs", "3", "--resume"))
+    resumed.train()
+    history = json.loads((tmp_path / "weights" /
+                          "ResNet11v2-2layer-shapes-best-iou-history.json").read_text())
+    assert [r["epoch"] for r in history] == [0, 1, 2]  # continued at epoch 3, not from 1
+
+    evaluator = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
+                               "--report", str(tmp_path / "report.json"), "--plot",
+                               "--worst", "1"))
+    evaluator.restore_weights()
+    metrics = evaluator.evaluate()
+    report = json.loads((tmp_path / "report.json").read_text())
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou", "per_class_iou",
+                "book_miou", "book_pla"):
+        assert key in report
+    assert report["mean_iou"] == pytest.approx(metrics["mean_iou"])
+    assert (tmp_path / "out" / "confusion-test.png").exists()
+    assert len(list((tmp_path / "out").glob("worst-01-*.png"))) == 1
+
+
+def test_predict_files_any_size(tmp_path):
+    from PIL import Image
+    config = config_for(tmp_path, "--train", "--epochs", "1")
+    FCN(config).train()
+    weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.full((37, 53, 3), 128, np.uint8)).save(folder / "odd.png")
+    Image.fromarray(np.full((20, 20), 10, np.uint8)).save(folder / "grey.jpg")
+    app = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
+                         "--image-file", str(folder)))
+    app.restore_weights()
+    written = app.predict_files(str(folder))
+    assert len(written) == 2
+    mask = np.asarray(Image.open(tmp_path / "out" / "odd-mask.png"))
+    assert mask.shape == (37, 53) and mask.max() < 3
+    assert (tmp_path / "out" / "odd-overlay.png").exists()
+
+
+def test_weights_for_another_class_count_are_refused(tmp_path):
+    config = config_for(tmp_path, "--train", "--epochs", "1")
+    FCN(config).train()
+    weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+    other = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
+                           "--head-filters", "8"))
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        other.restore_weights()
+
+
+def pointwise_model(n_classes=3):
+    """A model whose prediction at a pixel depends on that pixel only (1x1 convs)."""
+    import keras
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 1, activation="relu")(inputs)
+    outputs = keras.layers.Softmax()(keras.layers.Conv2D(n_classes, 1)(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_tiling_agrees_with_whole_image():
+    from fcn_keras.predict import Predictor
+    model = pointwise_model()
+    image = np.random.default_rng(0).random((1, 70, 95, 3)).astype("float32")
+    whole = Predictor(model).probabilities(image)
+    tiled = Predictor(model, tile=(32, 40)).probabilities(image)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_tiling_with_the_book_model_agrees_in_the_interior():
+    from fcn_keras.models import build_model
+    from fcn_keras.predict import Predictor
+    model, _ = build_model("fcn32s", n_classes=3, n=1, layers_=2)
+    image = np.random.default_rng(1).random((1, 45, 61, 3)).astype("float32")
+    whole = Predictor(model).labels(image)
+    assert whole.shape == (1, 45, 61)
+    tiled = Predictor(model, tile=(64, 64)).labels(image)  # one window covers all: identical
+    np.testing.assert_array_equal(tiled, whole)
+
+
+def test_flip_tta_on_symmetric_model_is_identity():
+    from fcn_keras.predict import Predictor
+    model = pointwise_model()
+    image = np.random.default_rng(2).random((2, 33, 47, 3)).astype("float32")
+    np.testing.assert_allclose(Predictor(model, tta="flip").probabilities(image),
+                               Predictor(model).probabilities(image), atol=1e-5)
+
+
+def test_model_predicting_the_truth_scores_one(tmp_path):
+    """score_split on a predictor that returns the ground truth gives 1.0 everywhere."""
+    import tensorflow as tf
+    from fcn_keras.evaluate import score_split
+
+    class Oracle:
+        def labels(self, images):
+            return np.round(images[..., 0] * 255).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 3, (4, 16, 20, 1)).astype(np.uint8)
+    masks[0, :2] = 255  # ignored pixels
+    images = np.repeat(masks.astype(np.float32) / 255.0, 3, axis=-1)
+    dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(2)
+    metrics = score_split(Oracle(), dataset, 3, 255)
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou", "book_miou", "book_pla"):
+        assert metrics[key] == pytest.approx(1.0), key
