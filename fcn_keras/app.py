@@ -145,7 +145,7 @@ class FCN:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
         steps = c.steps_per_epoch or len(train_gen)
         self.model.fit(train_gen.dataset(repeat=True), epochs=c.epochs, steps_per_epoch=steps,
-                       initial_epoch=initial_epoch, callbacks=callbacks,
+                       initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
                        verbose=1 if c.verbose == 1 else (2 if c.verbose > 1 else 0))
         if nan_guard.stopped_at is not None:
             raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
