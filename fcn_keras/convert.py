@@ -338,7 +338,8 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
                                                side_by_side(job.path, mask, palette))
     for json_stem, stems in result.stems.items():
         text = "".join(f"{s}\n" for s in stems)
-        result.written += write_if_changed(output_dir / f"{json_stem}.txt", text.encode())
+        result.written += write_if_changed(output_dir / f"{json_stem}.txt",
+                                           text.encode("utf-8", "surrogateescape"))
     classes_json = output_dir / "classes.json"
     if _read_bytes(classes_json) != _classes_bytes(class_map.info):
         class_map.info.save(classes_json)

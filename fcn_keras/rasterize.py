@@ -52,8 +52,8 @@ def polygon_footprint(xs, ys, height: int, width: int) -> Footprint | None:
     """Pixels inside or on a polygon; identical to ``skimage.draw.polygon(ys, xs, shape)``.
 
     skimage tests every pixel of the bounding box against every edge (O'Rourke's crossing test:
-    a pixel is in when it is a vertex, or when the edges crossing its row to the right, or those
-    crossing to the left, are odd in number). The same counts are obtained here per row from the
+    a pixel is in when it is a vertex, or when the edges crossing its row to its right, or those
+    crossing to its left, are odd in number). The same counts are obtained here per row from the
     crossing abscissae and prefix sums, so the cost grows with the box area, not area x edges.
     """
     xs = np.asarray(xs, dtype=np.float64)
@@ -65,43 +65,45 @@ def polygon_footprint(xs, ys, height: int, width: int) -> Footprint | None:
     if r0 > r1 or c0 > c1:
         return None
     n_rows, n_cols = r1 - r0 + 1, c1 - c0 + 1
-    xj, yj = np.roll(xs, 1), np.roll(ys, 1)          # edge i runs from vertex i-1 to vertex i
-    lo, hi = np.minimum(ys, yj), np.maximum(ys, yj)
-    # Right crossings, skimage's (yi > r) != (yj > r): rows lo <= r < hi, counted where c < x.
-    right = _crossing_counts(xs, ys, xj, yj, np.ceil(lo), np.ceil(hi) - 1, r0, r1, c0, n_cols,
-                             lambda x: np.ceil(x) - c0, prefix=True)
+    previous = np.arange(-1, xs.size - 1)            # edge i runs from vertex i-1 to vertex i
+    edges = (xs, ys, xs[previous], ys[previous])
+    lo, hi = np.minimum(ys, edges[3]), np.maximum(ys, edges[3])
+    stride, plane = n_cols + 1, n_rows * (n_cols + 1)
+    # Right crossings, skimage's (yi > r) != (yj > r): rows lo <= r < hi, counted where c < x:
+    # +1 at the row start and +1 at ceil(x), so the prefix sum is odd on [0, ceil(x)).
+    rows, x = _crossings(edges, np.ceil(lo), np.ceil(hi) - 1, r0, r1)
+    base = (rows - r0) * stride
+    right = [base, base + _column(np.ceil(x) - c0, n_cols)]
     # Left crossings, skimage's (yi < r) != (yj < r): rows lo < r <= hi, counted where c > x.
-    left = _crossing_counts(xs, ys, xj, yj, np.floor(lo) + 1, np.floor(hi), r0, r1, c0, n_cols,
-                            lambda x: np.floor(x) + 1 - c0, prefix=False)
-    inside = ((right | left) & 1).astype(bool)
+    rows, x = _crossings(edges, np.floor(lo) + 1, np.floor(hi), r0, r1)
+    left = [plane + (rows - r0) * stride + _column(np.floor(x) + 1 - c0, n_cols)]
+    marks = np.bincount(np.concatenate(right + left), minlength=2 * plane)
+    parity = np.cumsum(marks.reshape(2, n_rows, stride), axis=2)[:, :, :n_cols] & 1
+    inside = (parity[0] | parity[1]).astype(bool)
     # Vertices (within skimage's 1e-12) are in, whatever the crossings say.
     vx, vy = np.rint(xs), np.rint(ys)
     on = (np.abs(xs - vx) < _VERTEX_EPS) & (np.abs(ys - vy) < _VERTEX_EPS) & \
         (vy >= r0) & (vy <= r1) & (vx >= c0) & (vx <= c1)
-    inside[vy[on].astype(np.int64) - r0, vx[on].astype(np.int64) - c0] = True
+    if on.any():
+        inside[vy[on].astype(np.int64) - r0, vx[on].astype(np.int64) - c0] = True
     return Footprint(r0, c0, inside)
 
 
-def _crossing_counts(xs, ys, xj, yj, first, last, r0, r1, c0, n_cols, column_of, prefix):
-    """Per pixel of the box, how many edges cross its row on the counted side (as prefix sums)."""
-    n_rows = r1 - r0 + 1
+def _crossings(edges, first, last, r0: int, r1: int):
+    """(row, x) of every edge crossing a row in [first, last] (per edge), within rows r0..r1."""
+    xs, ys, xj, yj = edges
     first = np.clip(first, r0, r1 + 1).astype(np.int64)
     last = np.clip(last, r0 - 1, r1).astype(np.int64)
     counts = np.maximum(last - first + 1, 0)
-    total = int(counts.sum())
-    marks = np.zeros(n_rows * (n_cols + 1), dtype=np.int32)
-    if total:
-        edge = np.repeat(np.arange(xs.size), counts)
-        offsets = np.cumsum(counts) - counts
-        rows = first[edge] + (np.arange(total) - offsets[edge])
-        with np.errstate(all="ignore"):
-            x_cross = xs[edge] + ((rows - ys[edge]) * (xj[edge] - xs[edge])) / (yj[edge] - ys[edge])
-        cols = np.clip(np.nan_to_num(column_of(x_cross), nan=0.0), 0, n_cols).astype(np.int64)
-        base = (rows - r0) * (n_cols + 1)
-        if prefix:   # columns [0, col) are left of the crossing
-            marks += np.bincount(base, minlength=marks.size).astype(np.int32)
-        marks += np.bincount(base + cols, minlength=marks.size).astype(np.int32)
-    return np.cumsum(marks.reshape(n_rows, n_cols + 1), axis=1, dtype=np.int32)[:, :n_cols]
+    edge = np.repeat(np.arange(xs.size), counts)
+    rows = first[edge] + (np.arange(edge.size) - (np.cumsum(counts) - counts)[edge])
+    with np.errstate(all="ignore"):   # a nearly flat edge may give +-inf: clipped below
+        x = xs[edge] + ((rows - ys[edge]) * (xj[edge] - xs[edge])) / (yj[edge] - ys[edge])
+    return rows, x
+
+
+def _column(position: np.ndarray, n_cols: int) -> np.ndarray:
+    return np.clip(position, 0, n_cols).astype(np.int64)
 
 
 def rect_footprint(x: float, y: float, w: float, h: float, height: int, width: int
