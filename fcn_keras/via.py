@@ -49,9 +49,6 @@ VIA3_SHAPES = {1: "POINT", 2: "RECTANGLE", 3: "CIRCLE", 4: "ELLIPSE", 5: "LINE",
                7: "POLYGON", 8: "EXTREME_RECTANGLE", 9: "EXTREME_CIRCLE"}
 VIA3_CHECKBOX = 2
 
-MAX_PROBLEMS_SHOWN = 200
-
-
 @dataclass
 class Region:
     """One annotated region. `params` holds floats (lists of floats for point lists)."""
@@ -62,9 +59,6 @@ class Region:
     index: int
     attributes: dict = field(default_factory=dict)
     class_problem: str | None = None
-
-    def where(self) -> str:
-        return f"region {self.index}"
 
 
 @dataclass
@@ -82,12 +76,8 @@ class _Bad(Exception):
 
 
 def format_problems(problems: list[str], what: str = "VIA annotations") -> str:
-    """One message listing every problem (the first MAX_PROBLEMS_SHOWN, then a count)."""
-    shown = problems[:MAX_PROBLEMS_SHOWN]
-    lines = [f"{len(problems)} problem(s) in {what}:"] + [f"  - {p}" for p in shown]
-    if len(problems) > len(shown):
-        lines.append(f"  ... and {len(problems) - len(shown)} more")
-    return "\n".join(lines)
+    """One message listing every problem, one a line."""
+    return "\n".join([f"{len(problems)} problem(s) in {what}:"] + [f"  - {p}" for p in problems])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,7 +89,8 @@ def test_converts_the_book_layout(drinks):
 def test_every_via_flavour_gives_the_same_masks(tmp_path):
     write_image(tmp_path / "a.jpg")
     xs, ys = [3, 25, 14], [2, 5, 20]
-    shapes = [({"name": "polygon", "all_points_x": xs, "all_points_y": ys}, [7, 3, 2, 25, 5, 14, 20]),
+    shapes = [({"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+               [7, 3, 2, 25, 5, 14, 20]),
               ({"name": "rect", "x": 1, "y": 12, "width": 8, "height": 6}, [2, 1, 12, 8, 6]),
               ({"name": "circle", "cx": 24, "cy": 16, "r": 5.5}, [3, 24, 16, 5.5]),
               ({"name": "ellipse", "cx": 12, "cy": 8, "rx": 6, "ry": 2}, [4, 12, 8, 6, 2])]
@@ -306,6 +307,18 @@ def test_cli_converts_and_reports(drinks):
     assert sorted(p.name for p in (drinks / "out").iterdir()) == \
         ["0001.png", "0002.png", "0003.png", "classes.json", "segmentation_test.txt",
          "segmentation_train.txt"]
+
+
+def test_cli_skip_missing_and_a_classes_file(drinks):
+    ClassInfo(["background", "one", "two", "three"]).save(drinks / "names.json")
+    via2(drinks / "t.json", {"0001.jpg": [rect(0, 0, 5, 5, "two")], "gone.jpg": []})
+    done = run_cli("-p", str(drinks), "-j", "t.json", "--classes", str(drinks / "names.json"),
+                   "--skip-missing")
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1 missing" in done.stdout
+    assert "warning: 1 image(s) missing or unreadable, skipped" in done.stderr
+    assert ClassInfo.load(drinks / "masks" / "classes.json").names[1:] == ["one", "two", "three"]
+    assert read_mask(drinks / "masks" / "0001.png")[0, 0] == 2
 
 
 def test_cli_error_exit_status_and_message(drinks):

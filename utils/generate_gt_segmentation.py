@@ -71,7 +71,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _classes_argument(value):
     """A classes.json path is loaded; anything else is a comma-separated list of names."""
-    if value and value.endswith(".json") and Path(value).is_file():
+    if value and value.endswith(".json"):
         from fcn_keras.classes import ClassInfo
         return ClassInfo.load(value)
     return value
@@ -82,9 +82,10 @@ def main(argv=None) -> int:
     from fcn_keras.convert import convert_via
 
     try:
+        classes = _classes_argument(args.classes)
         result = convert_via(
             args.json or ["segmentation_train.json"], args.data_path,
-            output_dir=args.output_dir, classes=_classes_argument(args.classes),
+            output_dir=args.output_dir, classes=classes,
             attribute=args.attribute, skip_missing=args.skip_missing,
             draw_order=args.draw_order, save_filename=args.save_filename, show=args.show,
             progress=not args.quiet and sys.stderr.isatty())
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         counts = ", ".join(f"{stem}: {len(stems)}" for stem, stems in result.stems.items())
         names = ", ".join(result.class_info.names)
-        print(f"converted {len(result.mask_paths)} image(s) ({counts}) into "
+        skipped = f", skipped {result.skipped_missing} missing" if result.skipped_missing else ""
+        print(f"converted {len(result.mask_paths)} image(s) ({counts}{skipped}) into "
               f"{result.output_dir}; {result.class_info.n_classes} classes: {names}")
     return 0
 
