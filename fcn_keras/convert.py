@@ -66,6 +66,8 @@ class _Job:
     stem: str
     path: Path
     size: tuple[int, int] = (0, 0)
+    exif_rotated: bool = False
+    drawn: list = field(default_factory=list)   # the regions that will be painted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +253,8 @@ def _read_jobs(paths, data_path: Path, attribute, problems: list[str]) -> list[_
                 continue
             by_name[str(name)] = path.name
             by_stem[name.stem] = image.filename
-            jobs.append(_Job(image, json_stem, name.stem, data_path / name))
+            jobs.append(_Job(image, json_stem, name.stem, data_path / name,
+                             drawn=_drawn(image)))
     return jobs
 
 
@@ -263,7 +266,7 @@ def _drawn(image: ViaImage):
 def _class_map(jobs: list[_Job], given: ClassInfo | None, problems: list[str]) -> ClassMap:
     names, missing = set(), []
     for job in jobs:
-        for region in _drawn(job.image):
+        for region in job.drawn:
             where = f"{job.image.source}: {job.image.filename}: region {region.index}"
             if region.class_problem:
                 problems.append(f"{where}: {region.class_problem}")
@@ -276,11 +279,20 @@ def _class_map(jobs: list[_Job], given: ClassInfo | None, problems: list[str]) -
     problems.extend(missing)
     class_map = ClassMap(given) if given is not None else class_map_from_names(names, problems)
     for job in jobs:
-        for region in _drawn(job.image):
+        for region in job.drawn:
             if region.class_name is not None and class_map.index(region.class_name) is None:
                 problems.append(f"{job.image.source}: {job.image.filename}: region "
                                 f"{region.index}: {class_map.unknown_message(region.class_name)}")
     return class_map
+
+
+def exif_rotated(path: Path) -> bool:
+    """Whether a photo carries an EXIF orientation other than 'upright' (header only)."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(0x0112, 1) not in (0, 1)
+    except Exception:   # noqa: BLE001 - a best-effort hint; a broken EXIF block is no error
+        return False
 
 
 def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> list[_Job]:
@@ -305,6 +317,7 @@ def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> li
                                 f"image ({exc})")
             continue
         job.size = (height, width)
+        job.exif_rotated = exif_rotated(job.path)
     return skipped
 
 
@@ -321,7 +334,7 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
     book = {} if npy_path is not None else None
     outside = []
     for job in tqdm(jobs, desc="masks", unit="image", disable=not progress, leave=False):
-        regions = _drawn(job.image)
+        regions = job.drawn
         indices = [class_map.index(r.class_name) for r in regions]
         hidden: list[int] = []
         mask = rasterize(regions, indices, *job.size, draw_order=draw_order, outside=hidden)
@@ -434,4 +447,9 @@ def _warnings(jobs: list[_Job], skipped: list[_Job], extra: list[str]) -> list[s
                                             "no area"))
     if degenerate:
         warnings.append(_counted(degenerate, "degenerate region(s) skipped"))
+    rotated = [job.image.filename for job in jobs if job.exif_rotated]
+    if rotated:
+        warnings.append(_counted(rotated, "image(s) have an EXIF rotation: browsers (and VIA) "
+                                          "show them turned while masks follow the stored "
+                                          "pixels; rotate the files before annotating"))
     return warnings + extra

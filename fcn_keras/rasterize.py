@@ -167,8 +167,8 @@ def region_area(region: Region) -> float:
         if x.size < 3:
             return 0.0
         # Shoelace about the first vertex: smaller products, exact for integer coordinates.
-        x, y = x - x[0], y - y[0]
-        return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+        x, y = x[1:] - x[0], y[1:] - y[0]
+        return float(abs(np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:])) / 2.0)
     if region.shape == "rect":
         return p["width"] * p["height"]
     if region.shape == "circle":
@@ -178,14 +178,14 @@ def region_area(region: Region) -> float:
     return 0.0
 
 
-def degenerate_reason(region: Region) -> str | None:
+def degenerate_reason(region: Region, area: float | None = None) -> str | None:
     """Why an area region encloses nothing (then it is skipped with a warning), or None."""
     p = region.params
     if region.shape == "polygon":
         n = len(p["all_points_x"])
         if n < 3:
             return f"polygon with {n} point(s)"
-        if region_area(region) == 0.0:
+        if (region_area(region) if area is None else area) == 0.0:
             return "polygon with zero area"
         return None
     if region.shape == "rect" and (p["width"] == 0 or p["height"] == 0):
@@ -197,13 +197,14 @@ def degenerate_reason(region: Region) -> str | None:
     return None
 
 
-def paint_order(regions: list[Region], draw_order: str = "area") -> list[int]:
+def paint_order(regions: list[Region], draw_order: str = "area",
+                areas: list[float] | None = None) -> list[int]:
     """Positions of `regions` in painting order: by decreasing area (ties: file order) or file."""
     if draw_order not in DRAW_ORDERS:
         raise ValueError(f"draw_order must be one of {DRAW_ORDERS}, got {draw_order!r}")
     order = list(range(len(regions)))
     if draw_order == "area":
-        areas = [region_area(r) for r in regions]
+        areas = [region_area(r) for r in regions] if areas is None else areas
         order.sort(key=lambda i: -areas[i])   # stable: equal areas keep the file's order
     return order
 
@@ -216,8 +217,9 @@ def rasterize(regions: list[Region], class_indices: list[int], height: int, widt
     a list, the positions of regions that cover no pixel of the image are appended to it.
     """
     mask = np.zeros((height, width), dtype=np.uint8)
-    for i in paint_order(regions, draw_order):
-        if regions[i].shape not in AREA_SHAPES or degenerate_reason(regions[i]):
+    areas = [region_area(r) for r in regions]
+    for i in paint_order(regions, draw_order, areas):
+        if regions[i].shape not in AREA_SHAPES or degenerate_reason(regions[i], areas[i]):
             continue
         fp = footprint(regions[i], height, width)
         if fp is not None and fp.inside.any():

@@ -245,6 +245,18 @@ def test_non_area_and_degenerate_regions_are_skipped_with_one_warning_each(tmp_p
     assert np.count_nonzero(read_mask(tmp_path / "masks" / "a.png")) == 4
 
 
+def test_exif_rotated_photos_are_flagged(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (W, H)).save(tmp_path / "phone.jpg", exif=exif)
+    write_image(tmp_path / "plain.jpg")
+    via2(tmp_path / "t.json", {"phone.jpg": [], "plain.jpg": []})
+    result = convert_via("t.json", tmp_path)
+    assert result.warnings == [result.warnings[0]]
+    assert result.warnings[0].startswith("1 image(s) have an EXIF rotation: ")
+    assert result.warnings[0].endswith(": phone.jpg")
+
+
 def test_rerun_is_idempotent(drinks):
     first = convert_via("segmentation_train.json", drinks, save_filename="labels.npy",
                         show=True)
