@@ -15,6 +15,7 @@ from PIL import Image
 from fcn_keras.classes import ClassInfo
 from fcn_keras.convert import convert_via
 from fcn_keras.errors import DataError
+from fcn_keras.io_utils import write_index_png
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "utils" / "generate_gt_segmentation.py"
@@ -84,6 +85,8 @@ def test_converts_the_book_layout(drinks):
         assert image.getpalette()[:12] == [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0]
     assert read_mask(drinks / "masks" / "0003.png")[:4, :4].all()
     assert result.skipped_missing == 0 and result.warnings == []
+    write_index_png(drinks / "same.png", mask, result.class_info.palette())   # the shared writer
+    assert (drinks / "same.png").read_bytes() == (drinks / "masks" / "0001.png").read_bytes()
 
 
 def test_every_via_flavour_gives_the_same_masks(tmp_path):
