@@ -54,7 +54,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="also write <output-dir>/show/<stem>.png: image | colour mask")
     parser.add_argument("--classes", default=None,
                         help="class names in index order, comma-separated (background is 0 and "
-                             "implicit), or a classes.json file")
+                             "implicit), or a classes.json file (default: <data-path>/"
+                             "classes.json when there is one)")
     parser.add_argument("--attribute", default=None, metavar="KEY",
                         help="region attribute holding the class name (default: auto-detected)")
     parser.add_argument("--output-dir", default=None,
@@ -83,6 +84,10 @@ def main(argv=None) -> int:
 
     try:
         classes = _classes_argument(args.classes)
+        beside = Path(args.data_path) / "classes.json"
+        if classes is None and beside.is_file() and args.output_dir != args.data_path:
+            # The dataset's own class names and colours (as `fcn.py` uses them)
+            classes = _classes_argument(str(beside))
         result = convert_via(
             args.json or ["segmentation_train.json"], args.data_path,
             output_dir=args.output_dir, classes=classes,
