@@ -83,6 +83,34 @@ def bilinear_upsampling(filters: int, factor: int, name: str, use_bias: bool = T
 
 
 @keras.saving.register_keras_serializable(package="fcn_keras")
+class BilinearUpSampling2D(layers.UpSampling2D):
+    """`UpSampling2D(interpolation="bilinear")` that also works when height and width are only
+    known at run time (a SavedModel taking any image size).
+
+    `keras.ops.image.resize` checks the target size in Python, which fails on symbolic sizes
+    in a TensorFlow graph; on that backend the same half-pixel bilinear resize is called directly.
+    Other backends trace with static shapes and use the Keras layer unchanged.
+    """
+
+    def __init__(self, size=2, **kwargs):
+        kwargs["interpolation"] = "bilinear"
+        super().__init__(size=size, **kwargs)
+
+    def call(self, inputs):
+        if keras.backend.backend() != "tensorflow" or self.data_format != "channels_last":
+            return super().call(inputs)
+        import tensorflow as tf
+        shape = tf.shape(inputs)
+        size = tf.stack([shape[1] * self.size[0], shape[2] * self.size[1]])
+        return tf.cast(tf.image.resize(inputs, size, method="bilinear"), inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("interpolation", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="fcn_keras")
 class PadToMultiple(layers.Layer):
     """Zero-pad height and width at the bottom/right up to a multiple of `multiple`.
 

@@ -12,7 +12,8 @@ from keras import layers
 
 from fcn_keras.backbones import Backbone, build_backbone
 from fcn_keras.errors import ConfigError
-from fcn_keras.layers import CropLike, PadToMultiple, bilinear_upsampling, conv_layer, tconv_layer
+from fcn_keras.layers import (BilinearUpSampling2D, CropLike, PadToMultiple, bilinear_upsampling,
+                              conv_layer, tconv_layer)
 
 ARCHS = ("fcn", "fcn32s", "fcn8s")
 
@@ -32,8 +33,7 @@ def build_fcn(input_shape, backbone, n_classes=4, head_filters=256):
     for feature in features:
         postfix = "fcn_" + str(feature_size)
         feature = conv_layer(feature, filters=head_filters, use_maxpool=False, postfix=postfix)
-        feature = layers.UpSampling2D(size=size, interpolation="bilinear",
-                                      name=postfix + "_up2d")(feature)
+        feature = BilinearUpSampling2D(size=size, name=postfix + "_up2d")(feature)
         size *= 2
         feature_size *= 2
         out_features.append(feature)

@@ -116,3 +116,27 @@ def test_bilinear_transposed_conv_equals_bilinear_resize(factor):
     assert upsampled.shape == resized.shape
     m = factor  # one input pixel of border on each side
     np.testing.assert_allclose(upsampled[:, m:-m, m:-m], resized[:, m:-m, m:-m], atol=1e-5)
+
+
+def test_bilinear_upsampling_layer_matches_keras_upsampling():
+    from fcn_keras.layers import BilinearUpSampling2D
+    x = np.random.default_rng(0).random((2, 5, 7, 4)).astype("float32")
+    ours = BilinearUpSampling2D(size=4)(x).numpy()
+    reference = keras.layers.UpSampling2D(size=4, interpolation="bilinear")(x).numpy()
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+
+def test_export_savedmodel_takes_any_size(tmp_path):
+    from fcn_keras.classes import ClassInfo
+    from fcn_keras.config import parse_args
+    from fcn_keras.export import export_model
+    model, _ = build_model("fcn", n_classes=3, n=1, layers_=2, head_filters=8)
+    export_model(model, tmp_path, ClassInfo(["a", "b", "c"]), parse_args(["--summary"]))
+    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    for height, width in [(45, 61), (64, 64)]:
+        x = np.random.rand(1, height, width, 3).astype("float32")
+        np.testing.assert_allclose(served.serve(x).numpy(), model(x).numpy(), atol=1e-5)
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    x = np.random.rand(1, 33, 50, 3).astype("float32")
+    np.testing.assert_allclose(reloaded(x).numpy(), model(x).numpy(), atol=1e-5)
+    assert (tmp_path / "classes.json").exists()
