@@ -101,7 +101,7 @@ def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
 
 def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=3,
                 resnet_version=2, n=6, backbone_weights=None, head_filters=256, l2=1e-4,
-                any_size=True):
+                any_size=True, pyramid_filters=512):
     """Build a segmentation model from the options `fcn.py` exposes.
 
     Returns `(model, backbone)`. With `any_size=True` (the default) the model takes images of any
@@ -114,7 +114,7 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
         raise ConfigError(f"a segmentation model needs at least 2 classes, got {n_classes}")
     input_shape = (None, None, channels)
     bb = build_backbone(backbone, input_shape, n_layers=layers_, resnet_version=resnet_version,
-                        n=n, weights=backbone_weights, l2=l2)
+                        n=n, weights=backbone_weights, l2=l2, pyramid_filters=pyramid_filters)
     if arch == "fcn":
         core = build_fcn(input_shape, bb.model, n_classes, head_filters=head_filters)
     elif arch == "fcn32s":
