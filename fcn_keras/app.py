@@ -16,15 +16,15 @@ import tensorflow as tf
 from fcn_keras.callbacks import (AccuracyCallback, History, NanGuard, TrainingState,
                                  make_schedule)
 from fcn_keras.classes import ClassInfo
-from fcn_keras.config import Config, resolve_weights_path
+from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError
 from fcn_keras.evaluate import WorstImages, score_split, write_report
-from fcn_keras.io_utils import atomic_path, write_index_png
+from fcn_keras.io_utils import atomic_path, check_image, write_index_png
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
 from fcn_keras.metrics import format_table
 from fcn_keras.models import build_model
-from fcn_keras.pipeline import DataGenerator, PipelineOptions
-from fcn_keras.predict import Predictor
+from fcn_keras.pipeline import DataGenerator, PipelineOptions, names_unreadable_files
+from fcn_keras.predict import Predictor, padding_multiple
 from fcn_keras.strategy import choose_strategy, is_chief
 from fcn_keras import visualize
 
@@ -51,6 +51,7 @@ class FCN:
                 backbone=config.backbone, layers_=config.layers,
                 resnet_version=config.resnet_version, n=config.n,
                 backbone_weights=config.backbone_weights, head_filters=config.head_filters)
+        check_training_size(config, padding_multiple(self.model))
         self.save_dir = Path(config.save_dir)
         self.weights_path = self.save_dir / config.weights_name
 
@@ -108,6 +109,7 @@ class FCN:
                                   lambda: class_pixel_counts(self.dataset.split("train"),
                                                              n_classes))
 
+    @names_unreadable_files
     def train(self) -> None:
         """`model.fit` on the tf.data pipeline under the chosen strategy; validation each epoch."""
         c = self.config
@@ -187,6 +189,7 @@ class FCN:
         load_weights(self.model, path, c)
 
     # evaluation ------------------------------------------------------------------------------
+    @names_unreadable_files
     def evaluate(self) -> dict:
         """Metrics on `--split` (default test, else val), table, JSON report and figures."""
         c = self.config
@@ -244,21 +247,26 @@ class FCN:
 
 
 def image_files(target: str) -> list[Path]:
+    """The image or the folder's images, each checked (cheaply) before anything is written."""
     path = Path(target)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"{path}: no images (.jpg, .png, ...) in this folder")
-        return files
-    if not path.exists():
+    elif not path.exists():
         raise DataError(f"{path}: image file not found")
-    return [path]
+    else:
+        files = [path]
+    for file in files:
+        check_image(file)
+    return files
 
 
 def load_weights(model, path: Path, config: Config) -> None:
     """Load `.weights.h5`, `.keras` or the book's Keras 2 `.h5`; say what differs on failure."""
     if not path.exists():
         raise ConfigError(f"{path}: weights file not found")
+    check_weights_file(path)
     core = model.layers[-2] if len(model.layers) >= 3 and isinstance(
         model.layers[-2], keras.Model) else None
     errors = []
@@ -276,3 +284,24 @@ def load_weights(model, path: Path, config: Config) -> None:
         f"{path}: does not fit this model (--arch {config.arch} --backbone {config.backbone} "
         f"--layers {config.layers} --n {config.n} --resnet-version {config.resnet_version}, "
         f"{model.output_shape[-1]} classes, {model.count_params():,} parameters): {errors[0]}")
+
+
+def check_weights_file(path: Path) -> None:
+    """Refuse a file that is not a readable weights file before Keras tries it, so the message
+    says that rather than "does not fit this model"."""
+    import zipfile
+
+    import h5py
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a weights file")
+    if path.suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ConfigError(f"{path}: not a readable .keras file (not a zip archive; "
+                              "truncated or another kind of file)")
+        return
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: not a readable Keras weights file (HDF5): {reason}") from None

@@ -8,6 +8,10 @@ import csv
 import io
 import json
 import math
+import signal
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras import hooks
 from fcn_keras.io_utils import atomic_path, atomic_write_text
 
 
@@ -79,10 +84,17 @@ class History:
 class AccuracyCallback(keras.callbacks.Callback):
     """The book's callback: after each epoch evaluate `val` with the dataset-wide confusion matrix,
     log the metrics, save the weights when mIoU improves (atomic) and append to the history.
+
+    `end_epoch(epoch, loss)` holds the per-epoch work so that a training loop other than
+    `fit` (the multi-worker one) runs the same logic. In a cluster every worker calls it (saving
+    may need every worker, see `fcn_keras.distributed`), but only the chief (`chief=True`)
+    evaluates, reports and writes the real files: the others write their weights and state to a
+    temporary folder that is deleted at once. `share(value)` must return the chief's value on
+    every worker, so that all take the same save decisions (identity for a single process).
     """
 
     def __init__(self, evaluate_fn, weights_path: Path, history: History, verbose: int = 1,
-                 state=None):
+                 state=None, chief: bool = True, share=None):
         super().__init__()
         self.evaluate_fn = evaluate_fn
         self.weights_path = Path(weights_path)
@@ -90,35 +102,55 @@ class AccuracyCallback(keras.callbacks.Callback):
         self.best = history.best_miou
         self.verbose = verbose
         self.state = state
+        self.chief = chief
+        self.share = share or (lambda value: value)
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = logs if logs is not None else {}
+        metrics = self.end_epoch(epoch, float(logs.get("loss", float("nan"))))
+        if metrics:
+            logs.update({"val_mean_iou": metrics["mean_iou"],
+                         "val_pixel_accuracy": metrics["pixel_accuracy"]})
+
+    def end_epoch(self, epoch: int, loss: float) -> dict:
+        """Evaluate (chief), save the best weights, the history and the resumable state of a
+        completed epoch (0-based); returns the validation metrics ({} on other workers)."""
         train_time = time.time() - (self._start or time.time())
-        metrics = self.evaluate_fn()
-        record = {"epoch": epoch, "loss": float(logs.get("loss", float("nan"))),
-                  "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-                  "epoch_seconds": round(train_time, 2)}
-        record.update({f"val_{k}": v for k, v in metrics.items()})
-        improved = metrics["mean_iou"] > self.best
+        metrics = self.evaluate_fn() if self.chief else {}
+        miou = float(self.share(metrics.get("mean_iou", -1.0)))
+        improved = miou > self.best
         if improved:
-            self.best = metrics["mean_iou"]
-            with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
-                self.model.save_weights(str(tmp))
-        self.history_log.append(record)
+            self.best = miou
+            self._save_weights(epoch)
+        if self.chief:
+            record = {"epoch": epoch, "loss": loss,
+                      "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                      "epoch_seconds": round(train_time, 2)}
+            record.update({f"val_{k}": v for k, v in metrics.items()})
+            self.history_log.append(record)
         if self.state is not None:
             self.state.save(epoch + 1, self.best)
-        logs.update({"val_mean_iou": metrics["mean_iou"],
-                     "val_pixel_accuracy": metrics["pixel_accuracy"]})
-        if self.verbose:
+        hooks.kill_point("epoch", epoch)
+        if self.verbose and self.chief:
             note = f"new best, saved {self.weights_path}" if improved else \
                 f"best {self.best:.4f}"
-            print(f"\nepoch {epoch + 1}: loss {record['loss']:.4f}  val mIoU "
+            print(f"\nepoch {epoch + 1}: loss {loss:.4f}  val mIoU "
                   f"{metrics['mean_iou']:.4f}  pixel acc {metrics['pixel_accuracy']:.4f}  "
                   f"book mIoU {metrics['book_miou']:.4f}  ({note})", flush=True)
+        return metrics
+
+    def _save_weights(self, epoch: int) -> None:
+        if not self.chief:
+            with tempfile.TemporaryDirectory(prefix="fcn-worker-") as scratch:
+                self.model.save_weights(str(Path(scratch) / self.weights_path.name))
+            return
+        with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(str(tmp))
+            hooks.kill_point("weights", epoch)
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -140,10 +172,14 @@ class TrainingState:
 
     Written with `tf.train.CheckpointManager`, which writes the new checkpoint's files before it
     updates the index: a run killed mid-write resumes from the previous complete epoch.
+    `scratch=True` (a non-chief worker of a cluster) takes part in every save, as TF asks of
+    all workers, but into a temporary folder deleted at once; it still restores from
+    `directory`.
     """
 
-    def __init__(self, directory: Path, model, optimizer):
+    def __init__(self, directory: Path, model, optimizer, scratch: bool = False):
         self.directory = Path(directory)
+        self.scratch = scratch
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
@@ -154,7 +190,12 @@ class TrainingState:
     def save(self, next_epoch: int, best: float) -> None:
         self.epoch.assign(next_epoch)
         self.best.assign(best)
-        self.manager.save(checkpoint_number=next_epoch)
+        if self.scratch:
+            with tempfile.TemporaryDirectory(prefix="fcn-worker-state-") as scratch:
+                self.checkpoint.write(str(Path(scratch) / "ckpt"))
+            return
+        self.manager.save(checkpoint_number=next_epoch,
+                          options=hooks.checkpoint_options(next_epoch - 1))
 
     def restore(self) -> int | None:
         """Restore the latest complete checkpoint; returns the epoch to continue from."""
@@ -163,3 +204,57 @@ class TrainingState:
             return None
         self.checkpoint.restore(latest).expect_partial()
         return int(self.epoch.numpy())
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training at a step boundary; the last completed epoch is saved."""
+
+
+class InterruptGuard(keras.callbacks.Callback):
+    """Turns Ctrl-C (SIGINT) during training into a stop at the next step boundary.
+
+    The first Ctrl-C only sets a flag: a step or an end-of-epoch save in progress finishes, and
+    `check()` (after every step and every epoch) raises `TrainingInterrupted`; the state of the
+    last completed epoch is then on disk. A second Ctrl-C interrupts at once, as usual. Used as a
+    context manager around training; a Keras callback under `fit` (put it after the callbacks
+    that save). The multi-worker loop instead sends `requested` with every step, so that all
+    workers stop after the same step (a worker stopping alone would hang the others).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._installed = False
+        self._previous = None
+
+    def __enter__(self) -> "InterruptGuard":
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._installed:
+            self._restore()
+            self._installed = False
+
+    def _restore(self) -> None:
+        # None: the previous handler was not set from Python; fall back to KeyboardInterrupt
+        signal.signal(signal.SIGINT, self._previous if self._previous is not None
+                      else signal.default_int_handler)
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.requested = True
+        self._restore()
+        print("\nCtrl-C: stopping after the current step (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def check(self) -> None:
+        if self.requested:
+            raise TrainingInterrupted("interrupted")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.check()

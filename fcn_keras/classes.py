@@ -91,7 +91,7 @@ class ClassInfo:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"{path}: classes file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:   # bad UTF-8 or JSON
             raise DataError(f"{path}: not a readable JSON classes file ({exc})") from None
         if not isinstance(data, dict) or not isinstance(data.get("names"), list) or not data["names"]:
             raise DataError(f"{path}: expected {{\"names\": [...], \"colors\": [...]}} "
@@ -100,13 +100,16 @@ class ClassInfo:
         colors = data.get("colors") or []
         try:
             colors = [tuple(int(v) for v in c) for c in colors]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):   # OverflowError: int(inf)
             raise DataError(f"{path}: 'colors' must be a list of [r, g, b] lists") from None
-        if colors and any(len(c) != 3 for c in colors):
-            raise DataError(f"{path}: 'colors' must be a list of [r, g, b] lists")
+        if colors and any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colors):
+            raise DataError(f"{path}: 'colors' must be a list of [r, g, b] lists of 0..255")
+        if len(names) > 255:
+            raise DataError(f"{path}: {len(names)} classes; at most 255 fit in an 8-bit mask")
         ignore = data.get("ignore_index", IGNORE_INDEX)
-        if not isinstance(ignore, int):
-            raise DataError(f"{path}: 'ignore_index' must be an integer")
+        if isinstance(ignore, bool) or not isinstance(ignore, int) or not 0 <= ignore <= 255:
+            raise DataError(f"{path}: 'ignore_index' must be an integer in 0..255 (a mask "
+                            f"value), got {ignore!r}")
         try:
             return cls(names, colors, ignore)
         except DataError as exc:

@@ -73,8 +73,8 @@ def main(argv=None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training turns Ctrl-C into a clean stop (InterruptGuard)
+        print(str(exc) or "interrupted", file=sys.stderr)
         return 130
 
 

@@ -237,6 +237,9 @@ def validate(config: Config) -> Config:
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, "
                               f"got {getattr(config, name)}")
+    if config.channels not in (1, 3):
+        raise ConfigError(f"--channels must be 1 (greyscale) or 3 (RGB), got {config.channels}: "
+                          "images are decoded to that many channels")
     if config.channels != 3 and config.backbone != "resnet":
         raise ConfigError(f"--backbone {config.backbone} takes RGB images: use --channels 3")
     if not 0 <= config.val_fraction < 1:
@@ -247,6 +250,26 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"--restore-weights {config.restore_weights}: file not found "
                               f"(also looked in {alt})")
     return config
+
+
+def check_training_size(config: Config, stride: int) -> None:
+    """Refuse a training crop smaller than the network stride.
+
+    The model pads any input to its stride, so such a crop would run, but the deepest feature
+    map would be a single position made mostly of padding: the pyramid levels and the upsampling
+    head would learn nothing useful. Evaluation and prediction take any size, so only `--train`
+    is checked.
+    """
+    if not config.train:
+        return
+    for name in ("height", "width"):
+        value = getattr(config, name)
+        if value < stride:
+            raise ConfigError(
+                f"--{name} {value} is smaller than the network stride {stride} (--arch "
+                f"{config.arch}, --backbone {config.backbone}, --layers {config.layers}): a "
+                f"training crop must be at least {stride}x{stride}; use --{name} {stride} or "
+                "more (evaluation and prediction take images of any size)")
 
 
 def parse_args(argv=None) -> Config:

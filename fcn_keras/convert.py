@@ -34,7 +34,7 @@ from PIL import Image
 
 from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import atomic_write_bytes, read_image_size
+from fcn_keras.io_utils import atomic_write_bytes, check_image
 from fcn_keras.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate_reason, rasterize
 from fcn_keras.via import ViaImage, format_problems, parse_via, read_json
 
@@ -88,8 +88,9 @@ class ClassMap:
 
     def index(self, name: str) -> int | None:
         index = self._index.get(name)
-        if index is None and _INTEGER.match(name) and int(name) < self.info.n_classes:
-            index = int(name)
+        number = integer_name(name)
+        if index is None and number is not None and number < self.info.n_classes:
+            index = number
         return index
 
     def unknown_message(self, name: str) -> str:
@@ -100,6 +101,15 @@ class ClassMap:
         text = (f"unknown class '{name}' (classes: {', '.join(known) or 'none'}; or an "
                 f"integer index below {self.info.n_classes})")
         return text + (f"; did you mean '{hint[0]}'?" if hint else "")
+
+
+def integer_name(name: str) -> int | None:
+    """The value of an all-ASCII-digit class name, else None. Values past 10**9 are capped
+    (only whether they fit in a mask matters, and int() refuses more than 4300 digits)."""
+    if not _INTEGER.fullmatch(name):
+        return None
+    digits = name.lstrip("0")
+    return int(digits or "0") if len(digits) <= 9 else 10 ** 9
 
 
 def parse_classes(classes) -> ClassInfo | None:
@@ -125,10 +135,12 @@ def parse_classes(classes) -> ClassInfo | None:
 def class_map_from_names(names: set[str], problems: list[str]) -> ClassMap:
     """The documented default rule: integer names are their own index, else sorted names."""
     names = {n for n in names if n != BACKGROUND}
-    if names and all(_INTEGER.match(n) for n in names):
-        top = max(int(n) for n in names)
+    if names and all(integer_name(n) is not None for n in names):
+        top_name = max(names, key=integer_name)
+        top = integer_name(top_name)
         if top > MAX_CLASS_INDEX:
-            problems.append(f"class '{top}' is above {MAX_CLASS_INDEX}: integer class names "
+            shown = top_name if len(top_name) <= 20 else top_name[:17] + "..."
+            problems.append(f"class '{shown}' is above {MAX_CLASS_INDEX}: integer class names "
                             f"are mask values, and 255 is the ignore index")
             top = MAX_CLASS_INDEX
         return ClassMap(ClassInfo([BACKGROUND] + [str(i) for i in range(1, top + 1)]))
@@ -296,11 +308,13 @@ def exif_rotated(path: Path) -> bool:
 
 
 def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> list[_Job]:
-    """Image sizes from the file headers; returns the jobs skipped for a missing image."""
+    """Image sizes from the file headers (after `check_image`'s cheap truncation checks, so a
+    broken image fails here, before anything is written); returns the jobs skipped for a
+    missing or unreadable image."""
     skipped = []
     for job in jobs:
         try:
-            width, height = read_image_size(job.path)
+            width, height = check_image(job.path, pipeline=False)
             if width <= 0 or height <= 0:
                 raise DataError(f"{job.path}: image has no pixels ({width}x{height})")
         except DataError as exc:

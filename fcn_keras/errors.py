@@ -18,3 +18,8 @@ class DataError(FCNError):
 
 class ConfigError(FCNError):
     """A combination of flags or sizes that cannot work."""
+
+
+class OutputError(FCNError, OSError):
+    """An output file or folder cannot be written (a read-only place, a folder where a file
+    should go). Also an `OSError`, so code that handles failed writes as `OSError` still does."""

@@ -48,8 +48,7 @@ from PIL import Image
 
 from fcn_keras.classes import ClassInfo, camvid_classes, voc_classes, voc_colormap
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import atomic_write_text, read_image_size, read_index_mask, \
-    write_index_png
+from fcn_keras.io_utils import atomic_write_text, check_image, read_index_mask, write_index_png
 
 FORMATS = ("via", "folder", "voc", "camvid", "npy")
 SPLITS = ("train", "val", "test")
@@ -149,8 +148,9 @@ def load_dataset(data_path, data_format: str = "auto", allow_pickle: bool = Fals
     class. `train_labels` / `test_labels` name the VIA JSON or book `.npy` files (either suffix
     works for either layout); the validation file is the same name with `train` replaced by `val`.
 
-    With `validate` (the default) every split is checked before anything is trained: missing
-    files, image/mask size mismatches (from the file headers only) and empty splits are reported
+    With `validate` (the default) every split is checked before anything is trained: missing,
+    empty, truncated or undecodable files (`io_utils.check_image`: headers, PNG checksums, JPEG
+    end markers; no pixels decoded), image/mask size mismatches and empty splits are reported
     together, and the mask values of each split of at most 2000 samples are decoded and checked
     by `check_mask_values` (a larger split, such as a full VOC-augmented set, would take minutes;
     call `check_mask_values` yourself for it).
@@ -184,7 +184,8 @@ def load_dataset(data_path, data_format: str = "auto", allow_pickle: bool = Fals
 
 
 def validate_dataset(dataset: SegmentationDataset) -> None:
-    """Report every missing file, size mismatch and empty split at once (headers only)."""
+    """Report every missing or broken file, size mismatch and empty split at once (cheap
+    checks only: no pixels are decoded)."""
     problems = []
     for name, samples in dataset.splits.items():
         if not samples:
@@ -358,24 +359,34 @@ def _problem_report(dataset: SegmentationDataset, problems: list[str], prefix: s
 
 
 def _mask_header(path: Path) -> tuple[tuple[int, int], str]:
+    """Size and mode of a mask, after the same cheap integrity checks as images."""
     try:
+        if not path.exists():
+            raise DataError("mask file not found")
+        check_image(path, pipeline=False)
         with Image.open(path) as image:
             return image.size, image.mode
-    except FileNotFoundError:
-        raise DataError("mask file not found") from None
+    except DataError as exc:
+        raise DataError(_without_path(exc, path)) from None
     except (OSError, Image.DecompressionBombError, ValueError) as exc:
         raise DataError(f"not a readable mask image ({exc})") from None
+
+
+def _without_path(exc: Exception, path: Path) -> str:
+    text = str(exc)
+    return text[len(f"{path}: "):] if text.startswith(f"{path}: ") else text
 
 
 def _sample_problems(sample: Sample, root: Path) -> list[str]:
     problems = []
     image_name = _display(sample.image, root)
     try:
-        image_size = read_image_size(sample.image)
-    except DataError:
+        image_size = check_image(sample.image)
+    except DataError as exc:
         image_size = None
-        reason = "not found" if not sample.image.exists() else "not a readable image"
-        problems.append(f"{image_name}: image {reason}")
+        reason = "image not found" if not sample.image.exists() else \
+            _without_path(exc, sample.image)
+        problems.append(f"{image_name}: {reason}")
     if sample.mask is None:
         return problems
     mask_name = _display(sample.mask, root)

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from fcn_keras.errors import DataError
+from fcn_keras.errors import DataError, OutputError
+
+# What the input pipeline's `tf.io.decode_image` decodes (PIL's format names).
+PIPELINE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+                  Image.DecompressionBombError)
 
 
 @contextlib.contextmanager
@@ -25,14 +31,20 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     (PIL, Keras' `.weights.h5`) still see the right one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:   # e.g. a folder of that name is in the way
+            raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -78,16 +90,87 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
 
 
 def read_index_mask(path: str | Path) -> np.ndarray:
-    """Read a mask PNG (mode L or P) as its raw indices; RGB masks are refused here."""
+    """Read a mask PNG (mode L or P) as its raw indices; RGB masks are refused here, and so are
+    16/32-bit masks with values outside 0..255 (a cast would silently wrap them)."""
     try:
         with Image.open(path) as image:
             if image.mode not in ("L", "P", "I", "I;16", "1"):
                 raise DataError(
                     f"{path}: mask has mode {image.mode}; expected a single-channel index PNG "
                     "(mode L or P, pixel = class index)")
-            return np.asarray(image).astype(np.uint8) if image.mode != "1" else \
-                np.asarray(image, dtype=np.uint8)
+            values = np.asarray(image)
     except FileNotFoundError:
         raise DataError(f"{path}: mask file not found") from None
-    except (OSError, Image.DecompressionBombError) as exc:
+    except _DECODE_ERRORS as exc:
         raise DataError(f"{path}: not a readable mask image ({exc})") from None
+    if values.dtype != np.uint8 and values.size and (values.min() < 0 or values.max() > 255):
+        raise DataError(f"{path}: {values.dtype.itemsize * 8}-bit mask with values "
+                        f"{int(values.min())}..{int(values.max())}; mask values are class "
+                        "indices 0..255")
+    return values.astype(np.uint8)
+
+
+def check_image(path: str | Path, pipeline: bool = True) -> tuple[int, int]:
+    """(width, height) of an image the input pipeline can decode, else DataError naming it.
+
+    Cheap (no pixels are decoded): the header; with `pipeline`, the format (what
+    `tf.io.decode_image` takes); for PNG every chunk's CRC up to IEND (PIL's `verify`); for JPEG
+    an end-of-image marker after the first scan. Together they catch empty, truncated and
+    non-image files, which would otherwise stop training at the first batch that holds them.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty image file (0 bytes)")
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open the image ({exc})") from None
+    try:
+        with Image.open(path) as image:
+            size, fmt = image.size, image.format
+            if fmt == "PNG":
+                image.verify()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: not a readable image ({_reason(exc)})") from None
+    if pipeline and fmt not in PIPELINE_FORMATS:
+        raise DataError(f"{path}: {fmt} images cannot be decoded by the input pipeline (it takes "
+                        "JPEG, PNG, BMP, GIF and WebP); convert the file, e.g. to PNG")
+    if size[0] < 1 or size[1] < 1:
+        raise DataError(f"{path}: image has no pixels ({size[0]}x{size[1]})")
+    if fmt == "JPEG" and not _jpeg_complete(path):
+        raise DataError(f"{path}: truncated JPEG (no end-of-image marker after the image data)")
+    return size
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.replace(", could be decompression bomb DOS attack.",
+                        ": refused as a possible decompression bomb")
+
+
+def _jpeg_complete(path: Path) -> bool:
+    """Whether a JPEG has its end-of-image marker (FFD9) after the start of its first scan.
+
+    The segments before the scan are skipped by their lengths, so the EOI of an EXIF thumbnail
+    does not count; inside the scan FFD9 cannot occur (0xFF is always stuffed), and bytes after
+    the EOI (camera trailers) are allowed, as decoders allow them.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:                        # fill byte
+            position += 1
+        elif marker == 0xDA:                      # start of scan
+            break
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:   # markers without a length
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return data.find(b"\xff\xd9", position) != -1

@@ -6,6 +6,7 @@ CamVid's void 11) contributes nothing.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,15 @@ def median_frequency_weights(pixel_counts, image_counts=None) -> list[float]:
     return [float(w) for w in weights]
 
 
+def _finite_weight(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:   # an integer too large for a float
+        return False
+
+
 def load_class_weights(spec: str, n_classes: int, counts_fn=None) -> list[float] | None:
     """`--class-weights none|median-freq|FILE` -> a weight per class (or None)."""
     if spec in (None, "", "none"):
@@ -101,14 +111,14 @@ def load_class_weights(spec: str, n_classes: int, counts_fn=None) -> list[float]
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"--class-weights {spec}: file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:   # ValueError: bad JSON or UTF-8
         raise ConfigError(f"--class-weights {spec}: not a JSON list of numbers ({exc})") from None
     if isinstance(data, dict):
         data = data.get("weights", data)
     if not isinstance(data, list) or len(data) != n_classes or not all(
-            isinstance(w, (int, float)) and w >= 0 for w in data):
+            _finite_weight(w) for w in data):
         raise ConfigError(f"--class-weights {spec}: expected a JSON list of {n_classes} "
-                          "non-negative numbers (one per class)")
+                          "finite non-negative numbers (one per class)")
     return [float(w) for w in data]
 
 

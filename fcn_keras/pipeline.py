@@ -11,13 +11,19 @@ Nothing is held in memory beyond the prefetch buffers, so memory does not grow w
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import read_index_mask
+from fcn_keras.io_utils import check_image, read_index_mask
+
+# What a bad file inside tf.data surfaces as (decode ops: InvalidArgument; a file gone: NotFound;
+# the mask reader's DataError inside numpy_function: Unknown).
+PIPELINE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+                   tf.errors.UnknownError, tf.errors.DataLossError)
 
 
 @dataclass
@@ -32,6 +38,9 @@ class PipelineOptions:
     parallel_calls: int | None = None   # None: tf.data.AUTOTUNE
     shuffle_buffer: int = 256
     seed: int | None = None
+    # Keep the shuffled order through the parallel maps when training too: multi-worker DATA
+    # sharding needs every worker to see the same sequence (with the same shuffle seed).
+    deterministic: bool = False
 
 
 def _read_mask(path) -> np.ndarray:
@@ -55,11 +64,67 @@ def load_mask(path: tf.Tensor) -> tf.Tensor:
 
 
 def read_rgb(path, channels: int = 3) -> np.ndarray:
-    """Decode one image file to uint8 HxWxC for prediction, with a clear error if unreadable."""
+    """Decode one image file to uint8 HxWxC for prediction, with a clear error if unreadable.
+
+    The header is checked first, so a file claiming a huge size (a decompression bomb) is
+    refused before TensorFlow tries to allocate it.
+    """
+    check_image(path)
     try:
         return load_image(tf.constant(str(path)), channels).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc.message.splitlines()[0]})") from None
+    except PIPELINE_ERRORS as exc:
+        raise DataError(f"{path}: not a readable image ({_first_line(exc)})") from None
+
+
+def _first_line(exc: tf.errors.OpError) -> str:
+    lines = [line for line in str(exc.message).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text.split("}} ")[-1].split(" [Op:")[0].strip()[:200]
+
+
+def unreadable_files(samples, channels: int = 3) -> list[str]:
+    """Decode every image (as the pipeline does) and mask of `samples`: one line per failure.
+
+    Slow (a full decode of everything); called only after the pipeline has failed, to name the
+    file behind an error that TensorFlow reports without one.
+    """
+    problems, seen = [], set()
+    for sample in samples:
+        if sample.image not in seen:
+            seen.add(sample.image)
+            try:
+                load_image(tf.constant(str(sample.image)), channels)
+            except PIPELINE_ERRORS as exc:
+                problems.append(f"{sample.image}: cannot be decoded ({_first_line(exc)})")
+        if sample.mask is not None and sample.mask not in seen:
+            seen.add(sample.mask)
+            try:
+                read_index_mask(sample.mask)
+            except DataError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def names_unreadable_files(method):
+    """Decorate a method of an object with `dataset` and `config` (the app's `FCN`) that runs
+    the pipeline: a TensorFlow error caused by a file that cannot be decoded becomes a DataError
+    naming the file(s). Validation's cheap checks catch nearly all such files up front; this
+    catches the rest (a file changed after validation, damage inside the compressed data)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except PIPELINE_ERRORS as exc:
+            samples = [s for split in self.dataset.splits.values() for s in split]
+            problems = unreadable_files(samples, self.config.channels)
+            if not problems:
+                raise
+            shown = problems[:20] + ([f"and {len(problems) - 20} more"] if len(problems) > 20
+                                     else [])
+            raise DataError(f"{self.dataset.root}: the input pipeline stopped ("
+                            f"{type(exc).__name__}) on {len(problems)} unreadable file(s):\n  "
+                            + "\n  ".join(shown)) from None
+    return wrapper
 
 
 def normalize(image: tf.Tensor) -> tf.Tensor:
@@ -161,10 +226,11 @@ class DataGenerator:
         ds = self._paths()
         if self.training:
             ds = ds.shuffle(len(self.samples), seed=opts.seed, reshuffle_each_iteration=True)
-        ds = ds.map(self._load, num_parallel_calls=calls, deterministic=not self.training)
+        ds = ds.map(self._load, num_parallel_calls=calls,
+                    deterministic=opts.deterministic or not self.training)
         if self.training:
             ds = ds.map(lambda i, m: augment(i, m, opts), num_parallel_calls=calls,
-                        deterministic=False)
+                        deterministic=opts.deterministic)
             if repeat:
                 ds = ds.repeat()
             ds = ds.batch(opts.batch_size, drop_remainder=True)

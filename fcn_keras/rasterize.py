@@ -139,7 +139,8 @@ def ellipse_footprint(cx: float, cy: float, rx: float, ry: float, theta: float,
     else:
         u = dx * cos_t + dy * sin_t
         v = dy * cos_t - dx * sin_t
-        inside = (u / rx) ** 2 + (v / ry) ** 2 < 1.0
+        with np.errstate(over="ignore"):   # a tiny radius gives inf: outside, as it should
+            inside = (u / rx) ** 2 + (v / ry) ** 2 < 1.0
     return Footprint(r0, c0, inside)
 
 

@@ -118,6 +118,13 @@ def _jsonable(value) -> bool:
         return False
 
 
+def _numeric_order(digits: str) -> tuple[int, str]:
+    """Sort key of an ASCII digit string by its value, without int() (which refuses strings of
+    more than 4300 digits)."""
+    digits = digits.lstrip("0")
+    return len(digits), digits
+
+
 def _get(mapping: dict, key: str, what: str):
     if key not in mapping:
         raise _Bad(f"{what} has no '{key}'")
@@ -361,8 +368,8 @@ def _parse_via2(entries: dict, source: str, attribute: str | None):
         raw_regions = entry.get("regions", [])
         if isinstance(raw_regions, dict):   # VIA 1.x: {"0": {...}, "1": {...}}
             keys = list(raw_regions)
-            if all(isinstance(k, str) and k.isdigit() for k in keys):
-                keys.sort(key=int)
+            if all(isinstance(k, str) and k.isascii() and k.isdigit() for k in keys):
+                keys.sort(key=_numeric_order)
             raw_regions = [raw_regions[k] for k in keys]
         elif raw_regions is None:
             raw_regions = []

@@ -47,3 +47,52 @@ def make_folder_dataset(root: Path, n_train=6, n_val=2, n_test=2, height=64, wid
         {"names": ["background", "square", "disc"],
          "colors": [[0, 0, 0], [255, 0, 0], [0, 0, 255]], "ignore_index": 255}))
     return root
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAIN = ["--n", "1", "--layers", "2", "--head-filters", "8", "--height", "32", "--width",
+              "48", "--batch-size", "4", "--steps-per-epoch", "3", "--dataset", "shapes"]
+TINY_WEIGHTS = "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+
+
+def fcn_env(**extra) -> dict:
+    """Environment for a `python fcn.py` child: CPU only, quiet, no inherited cluster."""
+    import os
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CONFIG", "FCN_TEST_KILL_AT", "FCN_TEST_DUMP_WEIGHTS")}
+    env.update(CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def start_fcn(args, log_path: Path, env: dict, python_prefix=None):
+    """Start `python fcn.py ARGS` (or `python -c PREFIX ARGS`) with output to `log_path`."""
+    import subprocess
+    import sys
+    command = [sys.executable, *(["-c", python_prefix] if python_prefix else ["fcn.py"]),
+               *map(str, args)]
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_all(processes, timeout: float) -> list[int]:
+    """Wait for every process; kill them all (with their children) on timeout, or as soon as
+    one fails (its peers in a cluster would wait for it until the timeout)."""
+    import os
+    import signal
+    import time
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in processes):
+        failed = any(p.poll() not in (None, 0) for p in processes)
+        if failed or time.monotonic() > deadline:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+            if not failed:
+                raise AssertionError(f"training processes still running after {timeout} s; "
+                                     "killed")
+        time.sleep(0.2)
+    return [p.returncode for p in processes]
