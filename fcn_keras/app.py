@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.callbacks import (AccuracyCallback, History, NanGuard, TrainingState,
-                                 make_schedule)
+from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard,
+                                 TrainingInterrupted, TrainingState, make_schedule)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError
@@ -26,7 +26,7 @@ from fcn_keras.models import build_model
 from fcn_keras.pipeline import DataGenerator, PipelineOptions, names_unreadable_files
 from fcn_keras.predict import Predictor, padding_multiple
 from fcn_keras.strategy import choose_strategy, is_chief
-from fcn_keras import visualize
+from fcn_keras import distributed, hooks, visualize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -111,7 +111,50 @@ class FCN:
 
     @names_unreadable_files
     def train(self) -> None:
-        """`model.fit` on the tf.data pipeline under the chosen strategy; validation each epoch."""
+        """Train on `train`, validating `val` after every epoch: `model.fit` under the chosen
+        strategy, or under MultiWorkerMirroredStrategy (where Keras 3's fit fails) the custom
+        loop of `fcn_keras.distributed`, which shares everything with fit but the step."""
+        c = self.config
+        train_gen, val_gen = self._training_generators()
+        with self.strategy.scope():
+            optimizer = self._optimizer()
+            loss = SegmentationLoss(self.classes.n_classes, c.loss, self._class_weights())
+            self.model.compile(optimizer=optimizer, loss=loss, jit_compile=bool(c.jit))
+            optimizer.build(self.model.trainable_variables)
+        history, state, initial_epoch = self._resume_state(optimizer)
+        multiworker = distributed.is_multiworker(self.strategy)
+        predictor = Predictor(self.model)
+        val_ds = val_gen.dataset()
+        accuracy = AccuracyCallback(
+            lambda: self._score(predictor, val_ds), self.weights_path, history, c.verbose, state,
+            chief=is_chief(),
+            share=(lambda value: distributed.share_scalar(self.strategy, value))
+            if multiworker else None)
+        if multiworker:  # before any early return: the workers' collectives must match
+            initial_epoch = distributed.prepare_workers(self.strategy, self.model, train_gen,
+                                                        accuracy, initial_epoch)
+        if initial_epoch >= c.epochs:
+            log(c, f"Nothing to do: the run already completed {initial_epoch} epochs")
+            return
+        self._save_classes()
+        nan_guard = NanGuard()
+        run = self._train_multiworker if multiworker else self._fit
+        with InterruptGuard() as guard:
+            try:
+                run(train_gen, initial_epoch, [nan_guard, accuracy, guard])
+            except KeyboardInterrupt:
+                where = f"saved in {self.save_dir}" if is_chief() else "saved by the chief"
+                raise TrainingInterrupted(
+                    f"training interrupted; {int(state.epoch.numpy())} epoch(s) complete, state "
+                    f"{where}: continue with --resume") from None
+        hooks.dump_weights(self.model)
+        if nan_guard.stopped_at is not None:
+            raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
+                           f"are kept in {self.weights_path} (try a lower --lr)")
+        if is_chief():
+            log(c, f"Best val mIoU {accuracy.best:.4f}; weights: {self.weights_path}")
+
+    def _training_generators(self):
         c = self.config
         replicas = self.strategy.num_replicas_in_sync
         if c.batch_size % replicas:
@@ -123,49 +166,54 @@ class FCN:
                f"val {len(val_gen.samples)}")
         log(c, f"Batch size: {c.batch_size} global = {c.batch_size // replicas} per replica x "
                f"{replicas} replica(s) ({type(self.strategy).__name__})")
-        with self.strategy.scope():
-            optimizer = self._optimizer()
-            loss = SegmentationLoss(self.classes.n_classes, c.loss, self._class_weights())
-            self.model.compile(optimizer=optimizer, loss=loss, jit_compile=bool(c.jit))
-            optimizer.build(self.model.trainable_variables)
-        history, state, initial_epoch = self._resume_state(optimizer)
-        if initial_epoch >= c.epochs:
-            log(c, f"Nothing to do: the run already completed {initial_epoch} epochs")
-            return
-        predictor = Predictor(self.model)
-        val_ds = val_gen.dataset()
-        chief = is_chief()
-        accuracy = AccuracyCallback(
-            lambda: self._score(predictor, val_ds),
-            self.weights_path if chief else self.save_dir / f".worker-{time.time_ns()}.weights.h5",
-            history, c.verbose, state if chief else None)
-        self._save_classes()
-        nan_guard = NanGuard()
-        callbacks = [keras.callbacks.LearningRateScheduler(
-            make_schedule(c.schedule, c.lr, c.epochs, c.warmup_epochs)), nan_guard, accuracy]
+        return train_gen, val_gen
+
+    def _schedule(self):
+        c = self.config
+        return make_schedule(c.schedule, c.lr, c.epochs, c.warmup_epochs)
+
+    def _fit(self, train_gen, initial_epoch: int, callbacks: list) -> None:
+        """`model.fit`; `callbacks` = NanGuard, AccuracyCallback, InterruptGuard (last)."""
+        c = self.config
+        *callbacks, guard = callbacks
+        callbacks = [keras.callbacks.LearningRateScheduler(self._schedule()), *callbacks,
+                     *hooks.batch_callbacks(), guard]
         if c.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
-        steps = c.steps_per_epoch or len(train_gen)
-        self.model.fit(train_gen.dataset(repeat=True), epochs=c.epochs, steps_per_epoch=steps,
+        self.model.fit(train_gen.dataset(repeat=True), epochs=c.epochs,
+                       steps_per_epoch=c.steps_per_epoch or len(train_gen),
                        initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
                        verbose=1 if c.verbose == 1 else (2 if c.verbose > 1 else 0))
-        if nan_guard.stopped_at is not None:
-            raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
-                           f"are kept in {self.weights_path} (try a lower --lr)")
-        log(c, f"Best val mIoU {accuracy.best:.4f}; weights: {self.weights_path}")
+
+    def _train_multiworker(self, train_gen, initial_epoch: int, callbacks: list) -> None:
+        """The custom loop of `fcn_keras.distributed`, with the same callbacks as `_fit`."""
+        c = self.config
+        if c.tensorboard or c.jit:
+            log(c, "Note: --tensorboard and --jit are not applied to the multi-worker loop")
+        nan_guard, accuracy, guard = callbacks
+        loop = distributed.MultiWorkerLoop(self.strategy, self.model, self._schedule(),
+                                           accuracy, nan_guard, guard, c.verbose)
+        loop.run(train_gen.dataset(repeat=True), c.epochs, c.steps_per_epoch or len(train_gen),
+                 initial_epoch)
 
     def _resume_state(self, optimizer):
         c = self.config
         stem = self.weights_path.name.replace(".weights.h5", "")
         history = History(self.save_dir, stem)
-        state = TrainingState(self.save_dir / f"{stem}-state", self.model, optimizer)
+        state = TrainingState(self.save_dir / f"{stem}-state", self.model, optimizer,
+                              scratch=not is_chief())
         initial_epoch = 0
         if c.resume:
+            if is_chief():  # temporaries of atomic writes cut short by a crash
+                for stale in self.save_dir.glob(f".{stem}*"):
+                    stale.unlink(missing_ok=True)
             restored = state.restore()
-            if restored is None:
+            initial_epoch = restored or 0
+            if not is_chief():  # multi-worker: the chief's state is broadcast to the others
+                log(c, "--resume: this worker continues from the chief's state")
+            elif restored is None:
                 log(c, "--resume: no saved state found; starting from epoch 1")
             else:
-                initial_epoch = restored
                 log(c, f"Resuming after epoch {initial_epoch} (best val mIoU "
                        f"{float(state.best.numpy()):.4f})")
             history.load(up_to_epoch=initial_epoch)
