@@ -46,11 +46,8 @@ class FCN:
         self.strategy = choose_strategy(config.strategy) if config.train else \
             tf.distribute.get_strategy()
         with self.strategy.scope():
-            self.model, self.backbone = build_model(
-                config.arch, n_classes=self.classes.n_classes, channels=config.channels,
-                backbone=config.backbone, layers_=config.layers,
-                resnet_version=config.resnet_version, n=config.n,
-                backbone_weights=config.backbone_weights, head_filters=config.head_filters)
+            self.model, self.backbone = build_model(n_classes=self.classes.n_classes,
+                                                    **config.model_options())
         check_training_size(config, padding_multiple(self.model))
         self.save_dir = Path(config.save_dir)
         self.weights_path = self.save_dir / config.weights_name
@@ -91,8 +88,13 @@ class FCN:
                                parallel_calls=None, seed=c.seed)
 
     def generator(self, split: str, training: bool) -> DataGenerator:
-        return DataGenerator(self.dataset.split(split), self._options(training), training,
-                             self.config.channels)
+        samples = self.dataset.split(split)
+        unlabelled = [s for s in samples if s.mask is None]
+        if unlabelled:
+            raise DataError(f"{self.dataset.root}: split '{split}' has {len(unlabelled)} "
+                            f"image(s) without masks (e.g. {unlabelled[0].image}); it cannot be "
+                            "trained or scored: use --split val, or --image-file to predict")
+        return DataGenerator(samples, self._options(training), training, self.config.channels)
 
     # training --------------------------------------------------------------------------------
     def _optimizer(self):

@@ -38,10 +38,8 @@ def run(config) -> int:
     configure_runtime(config)
     if config.summary and not (config.train or config.evaluate or config.export):
         from fcn_keras.models import build_model
-        model, backbone = build_model(
-            config.arch, n_classes=config.extra.get("n_classes", 4), channels=config.channels,
-            backbone=config.backbone, layers_=config.layers, resnet_version=config.resnet_version,
-            n=config.n, backbone_weights=config.backbone_weights, head_filters=config.head_filters)
+        model, backbone = build_model(n_classes=config.extra.get("n_classes", 4),
+                                      **config.model_options())
         print_summary(config, model, backbone)
         return 0
     from fcn_keras.app import FCN

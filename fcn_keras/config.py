@@ -33,6 +33,8 @@ class Config:
     n: int = 6
     resnet_version: int = 2
     head_filters: int = 256
+    pyramid_filters: int = 512
+    bn_momentum: float = 0.99
     height: int = 480
     width: int = 640
     channels: int = 3
@@ -97,6 +99,13 @@ class Config:
         else:
             label = {"resnet50v2": "ResNet50V2", "vgg16": "VGG16"}[self.backbone]
         return label if self.arch == "fcn" else f"{self.arch}-{label}"
+
+    def model_options(self) -> dict:
+        """The keyword arguments of `models.build_model` chosen by these options."""
+        return dict(arch=self.arch, channels=self.channels, backbone=self.backbone,
+                    layers_=self.layers, resnet_version=self.resnet_version, n=self.n,
+                    backbone_weights=self.backbone_weights, head_filters=self.head_filters,
+                    pyramid_filters=self.pyramid_filters, bn_momentum=self.bn_momentum)
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -167,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="none, imagenet (keras.applications backbones; downloads), or a file")
     model.add_argument("--head-filters", type=int, default=256,
                        help="filters of the book's FCN head (the book: 256)")
+    model.add_argument("--pyramid-filters", type=int, default=512,
+                       help="filters of the book's stride-2 pyramid levels (the book: 512)")
+    model.add_argument("--bn-momentum", type=float, default=0.99,
+                       help="batch-norm moving-average momentum (Keras' and the book's 0.99; "
+                       "0.9 makes short trainings usable in inference mode much sooner)")
 
     data = p.add_argument_group("data")
     data.add_argument("--data-format", default="auto",
@@ -233,7 +247,7 @@ def validate(config: Config) -> Config:
     if config.resume and not config.train:
         raise ConfigError("--resume only applies to --train")
     for name in ("height", "width", "channels", "batch_size", "epochs", "layers", "n",
-                 "head_filters"):
+                 "head_filters", "pyramid_filters"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, "
                               f"got {getattr(config, name)}")
@@ -242,6 +256,8 @@ def validate(config: Config) -> Config:
                           "images are decoded to that many channels")
     if config.channels != 3 and config.backbone != "resnet":
         raise ConfigError(f"--backbone {config.backbone} takes RGB images: use --channels 3")
+    if not 0 < config.bn_momentum < 1:
+        raise ConfigError(f"--bn-momentum must be in (0, 1), got {config.bn_momentum}")
     if not 0 <= config.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {config.val_fraction}")
     if config.restore_weights and not Path(config.restore_weights).exists():
