@@ -15,7 +15,7 @@ import keras
 from keras import layers, regularizers
 
 from fcn_keras.errors import ConfigError
-from fcn_keras.layers import conv_layer
+from fcn_keras.layers import BatchNormalization, conv_layer
 
 BACKBONES = ("resnet", "resnet50v2", "vgg16")
 
@@ -44,12 +44,12 @@ def resnet_layer(inputs, num_filters=16, kernel_size=3, strides=1, activation="r
     if conv_first:
         x = conv(x)
         if batch_normalization:
-            x = layers.BatchNormalization()(x)
+            x = BatchNormalization()(x)
         if activation is not None:
             x = layers.Activation(activation)(x)
     else:
         if batch_normalization:
-            x = layers.BatchNormalization()(x)
+            x = BatchNormalization()(x)
         if activation is not None:
             x = layers.Activation(activation)(x)
         x = conv(x)
@@ -131,7 +131,7 @@ def resnet_v2(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512):
                                  activation=None, batch_normalization=False, l2=l2)
             x = layers.Add()([x, y])
         num_filters_in = num_filters_out
-    x = layers.BatchNormalization()(x)
+    x = BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     outputs = features_pyramid(x, n_layers, pyramid_filters)
     return keras.Model(inputs=inputs, outputs=outputs, name="ResNet%dv2" % depth)

@@ -22,7 +22,7 @@ def conv_layer(inputs, filters=32, kernel_size=3, strides=1, use_maxpool=True, p
     x = layers.Conv2D(filters=filters, kernel_size=kernel_size, strides=strides,
                       kernel_initializer="he_normal", name="conv_" + postfix,
                       padding="same")(inputs)
-    x = layers.BatchNormalization(name="bn_" + postfix)(x)
+    x = BatchNormalization(name="bn_" + postfix)(x)
     x = layers.Activation("relu", name="relu_" + postfix)(x)
     if use_maxpool:
         x = layers.MaxPooling2D(name="pool" + postfix)(x)
@@ -30,13 +30,152 @@ def conv_layer(inputs, filters=32, kernel_size=3, strides=1, use_maxpool=True, p
 
 
 def tconv_layer(inputs, filters=32, kernel_size=3, strides=2, postfix=None):
-    """The book's Conv2DTranspose-BN-ReLU upsampling block."""
-    x = layers.Conv2DTranspose(filters=filters, kernel_size=kernel_size, strides=strides,
-                               padding="same", kernel_initializer="he_normal",
-                               name="tconv_" + postfix)(inputs)
-    x = layers.BatchNormalization(name="bn_" + postfix)(x)
+    """The book's Conv2DTranspose-BN-ReLU upsampling block (this module's faster forms of both
+    layers; same weights and results as Keras' own)."""
+    x = Conv2DTranspose(filters=filters, kernel_size=kernel_size, strides=strides,
+                        padding="same", kernel_initializer="he_normal",
+                        name="tconv_" + postfix)(inputs)
+    x = BatchNormalization(name="bn_" + postfix)(x)
     x = layers.Activation("relu", name="relu_" + postfix)(x)
     return x
+
+
+@keras.saving.register_keras_serializable(package="fcn_keras")
+class Conv2DTranspose(layers.Conv2DTranspose):
+    """Keras' `Conv2DTranspose`; with kernel 3, stride 2 and "same" padding computed as one
+    matrix product and a sub-pixel shuffle.
+
+    Output pixel (2m + r, 2n + c) of the transposed conv only sees the kernel taps of its phase
+    (r, c): y[2m, 2n] = x[m, n] w[0, 0] + x[m, n-1] w[0, 2] + x[m-1, n] w[2, 0] +
+    x[m-1, n-1] w[2, 2]; y[2m, 2n+1] = x[m, n] w[0, 1] + x[m-1, n] w[2, 1];
+    y[2m+1, 2n] = x[m, n] w[1, 0] + x[m, n-1] w[1, 2]; y[2m+1, 2n+1] = x[m, n] w[1, 1].
+    So one matrix product gives every tap's contribution at input resolution, x @ W with W of
+    shape (in_channels, 9 * filters): the same multiply-adds as the transposed conv, as one large
+    GEMM. Shifting taps by one row/column and summing them per phase, then interleaving the
+    four phases (depth-to-space), gives the output. The gradients are GEMMs too; TensorFlow's
+    own `conv2d_transpose` gradients (a stride-2 convolution and a stride-2 filter gradient)
+    barely use the second core on CPU.
+
+    Weights are the parent's (kernel (3, 3, filters, in_channels) and bias, same names), so
+    weight files move freely between this layer and Keras' `Conv2DTranspose`. The class keeps
+    the parent's name because `.weights.h5` files address layers by their class name. With
+    `fast=False`, or any other kernel size, stride, padding or layout, it computes exactly as
+    the parent does.
+    """
+
+    def __init__(self, *args, fast: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast = bool(fast)
+
+    def _subpixel(self) -> bool:
+        return (self.fast and tuple(self.kernel_size) == (3, 3) and tuple(self.strides) == (2, 2)
+                and self.padding == "same" and tuple(self.dilation_rate) == (1, 1)
+                and self.output_padding is None and self.data_format == "channels_last")
+
+    def call(self, inputs):
+        if not self._subpixel():
+            return super().call(inputs)
+        filters = self.filters
+        # kernel (3, 3, filters, in) -> (in, 9 * filters): tap (i, j) is column block 3i + j
+        weights = ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)), (-1, 9 * filters))
+        taps = ops.split(ops.matmul(inputs, weights), 9, axis=-1)
+        tap = lambda i, j: taps[3 * i + j]  # noqa: E731
+        even_even = tap(0, 0) + shift_right(tap(0, 2)) + shift_down(tap(2, 0) +
+                                                                    shift_right(tap(2, 2)))
+        even_odd = tap(0, 1) + shift_down(tap(2, 1))
+        odd_even = tap(1, 0) + shift_right(tap(1, 2))
+        outputs = interleave_phases(even_even, even_odd, odd_even, tap(1, 1))
+        if self.use_bias:
+            outputs = ops.add(outputs, self.bias)
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "fast": self.fast}
+
+
+@keras.saving.register_keras_serializable(package="fcn_keras")
+class BatchNormalization(layers.BatchNormalization):
+    """Keras' `BatchNormalization`, computed by TensorFlow's fused kernel on that backend.
+
+    Keras 3 normalises with separate element-wise ops (moments, then scale and shift), in
+    float32 even under mixed precision; TensorFlow's `FusedBatchNormV3` (what Keras 2 used)
+    does it in one pass each way and reads bfloat16 directly: on CPU it takes about a quarter
+    off a training step of the book's model. Same weights (the class keeps the parent's name for
+    `.weights.h5` files), same outputs, gradients and moving statistics up to float rounding.
+    Other backends, masks, renorm, synchronized statistics, a non-last axis or `fast=False`
+    use the parent's computation.
+    """
+
+    def __init__(self, *args, fast: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast = bool(fast)
+
+    def _fused(self, inputs, mask) -> bool:
+        return (self.fast and keras.backend.backend() == "tensorflow" and mask is None
+                and not self.renorm and not self.synchronized and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and self.scale and self.center)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32") if inputs.dtype == tf.float16 else inputs
+        gamma, beta = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True)
+            # the fused kernel returns the unbiased variance; Keras averages the biased one
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+            variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(self.moving_variance * momentum +
+                                        variance * (1.0 - momentum))
+        else:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon,
+                is_training=False)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "fast": self.fast}
+
+
+def set_fast_layers(model, enabled: bool) -> None:
+    """Switch every `Conv2DTranspose` / `BatchNormalization` of this module in `model` (nested
+    models included) between its fast form and Keras' own computation; takes effect at the
+    next trace."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            set_fast_layers(layer, enabled)
+        elif isinstance(layer, (Conv2DTranspose, BatchNormalization)):
+            layer.fast = bool(enabled)
+
+
+def shift_down(tensor):
+    """`tensor[:, m - 1]` at row m, zeros in row 0 (pad and slice: cheap gradients)."""
+    padded = ops.pad(tensor, [[0, 0], [1, 0], [0, 0], [0, 0]])
+    return ops.slice(padded, [0, 0, 0, 0], ops.shape(tensor))
+
+
+def shift_right(tensor):
+    """`tensor[:, :, n - 1]` at column n, zeros in column 0."""
+    padded = ops.pad(tensor, [[0, 0], [0, 0], [1, 0], [0, 0]])
+    return ops.slice(padded, [0, 0, 0, 0], ops.shape(tensor))
+
+
+def interleave_phases(even_even, even_odd, odd_even, odd_odd):
+    """Four (B, H, W, C) phases -> (B, 2H, 2W, C) with phase (r, c) at pixels (2m + r, 2n + c)."""
+    shape = ops.shape(even_even)
+    batch, height, width, channels = shape[0], shape[1], shape[2], even_even.shape[-1]
+    even = ops.reshape(ops.stack([even_even, even_odd], axis=3),
+                       (batch, height, 2 * width, channels))
+    odd = ops.reshape(ops.stack([odd_even, odd_odd], axis=3), (batch, height, 2 * width, channels))
+    return ops.reshape(ops.stack([even, odd], axis=2), (batch, 2 * height, 2 * width, channels))
 
 
 def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from keras import layers
 from fcn_keras.backbones import Backbone, build_backbone
 from fcn_keras.errors import ConfigError
 from fcn_keras.layers import (BilinearUpSampling2D, CropLike, PadToMultiple, bilinear_upsampling,
-                              conv_layer, tconv_layer)
+                              conv_layer, set_fast_layers, tconv_layer)
 
 ARCHS = ("fcn", "fcn32s", "fcn8s")
 
@@ -101,12 +101,14 @@ def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
 
 def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=3,
                 resnet_version=2, n=6, backbone_weights=None, head_filters=256, l2=1e-4,
-                any_size=True, pyramid_filters=512):
+                any_size=True, pyramid_filters=512, fast_layers=True):
     """Build a segmentation model from the options `fcn.py` exposes.
 
     Returns `(model, backbone)`. With `any_size=True` (the default) the model takes images of any
     height and width; the core network itself stays exactly the book's (same layers and
-    parameters), wrapped in a pad/crop pair.
+    parameters), wrapped in a pad/crop pair. `fast_layers=False` makes the transposed convs and
+    batch normalisations compute as Keras' own layers do (same weights and results, slower on
+    CPU; see `fcn_keras.layers.set_fast_layers`).
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -121,6 +123,7 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
         core = build_fcn32s(input_shape, bb, n_classes)
     else:
         core = build_fcn8s(input_shape, bb, n_classes)
+    set_fast_layers(core, fast_layers)
     if not any_size:
         return core, bb
     return with_any_size(core, network_stride(arch, bb), channels), bb
