@@ -35,6 +35,7 @@ class Config:
     head_filters: int = 256
     pyramid_filters: int = 512
     bn_momentum: float = 0.99
+    fast_layers: bool = True
     height: int = 480
     width: int = 640
     channels: int = 3
@@ -105,7 +106,8 @@ class Config:
         return dict(arch=self.arch, channels=self.channels, backbone=self.backbone,
                     layers_=self.layers, resnet_version=self.resnet_version, n=self.n,
                     backbone_weights=self.backbone_weights, head_filters=self.head_filters,
-                    pyramid_filters=self.pyramid_filters, bn_momentum=self.bn_momentum)
+                    pyramid_filters=self.pyramid_filters, bn_momentum=self.bn_momentum,
+                    fast_layers=self.fast_layers)
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -181,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--bn-momentum", type=float, default=0.99,
                        help="batch-norm moving-average momentum (Keras' and the book's 0.99; "
                        "0.9 makes short trainings usable in inference mode much sooner)")
+    model.add_argument("--no-fast-layers", dest="fast_layers", action="store_false",
+                       help="compute transposed convs and batch norms as Keras' own layers do "
+                       "(same weights and results, slower; the default uses a GEMM sub-pixel "
+                       "form and TensorFlow's fused batch norm)")
 
     data = p.add_argument_group("data")
     data.add_argument("--data-format", default="auto",
