@@ -91,6 +91,19 @@ def network_stride(arch: str, backbone: Backbone) -> int:
     return backbone.strides[-1]
 
 
+def set_bn_momentum(model, momentum: float) -> None:
+    """Set the moving-average momentum of every BatchNormalization layer, nested ones included.
+
+    Keras' default 0.99 (the book's) lets the inference-mode statistics lag the weights for
+    hundreds of steps; 0.9 (PyTorch's default) suits short CPU trainings.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            set_bn_momentum(layer, momentum)
+        elif isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
+
+
 def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
     """Wrap `core` so it accepts any height and width: pad to `stride`, run, crop back."""
     inputs = keras.Input(shape=(None, None, channels), name="image")
@@ -101,7 +114,7 @@ def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
 
 def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=3,
                 resnet_version=2, n=6, backbone_weights=None, head_filters=256, l2=1e-4,
-                any_size=True, pyramid_filters=512, fast_layers=True):
+                any_size=True, pyramid_filters=512, bn_momentum=0.99, fast_layers=True):
     """Build a segmentation model from the options `fcn.py` exposes.
 
     Returns `(model, backbone)`. With `any_size=True` (the default) the model takes images of any
@@ -123,6 +136,7 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
         core = build_fcn32s(input_shape, bb, n_classes)
     else:
         core = build_fcn8s(input_shape, bb, n_classes)
+    set_bn_momentum(core, bn_momentum)
     set_fast_layers(core, fast_layers)
     if not any_size:
         return core, bb
