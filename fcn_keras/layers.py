@@ -54,7 +54,8 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     GEMM. Shifting taps by one row/column and summing them per phase, then interleaving the
     four phases (depth-to-space), gives the output. The gradients are GEMMs too; TensorFlow's
     own `conv2d_transpose` gradients (a stride-2 convolution and a stride-2 filter gradient)
-    barely use the second core on CPU.
+    barely use the second core on CPU. Its forward op is fast, though, so inference
+    (`training` not true) keeps it.
 
     Weights are the parent's (kernel (3, 3, filters, in_channels) and bias, same names), so
     weight files move freely between this layer and Keras' `Conv2DTranspose`. The class keeps
@@ -72,8 +73,8 @@ class Conv2DTranspose(layers.Conv2DTranspose):
                 and self.padding == "same" and tuple(self.dilation_rate) == (1, 1)
                 and self.output_padding is None and self.data_format == "channels_last")
 
-    def call(self, inputs):
-        if not self._subpixel():
+    def call(self, inputs, training=None):
+        if not (training and self._subpixel()):   # inference: TF's own op is the faster one
             return super().call(inputs)
         filters = self.filters
         # kernel (3, 3, filters, in) -> (in, 9 * filters): tap (i, j) is column block 3i + j
