@@ -21,3 +21,14 @@ def mixed_precision_policy() -> str:
     import tensorflow as tf
 
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def configure_threads(intra_op: int = 0, inter_op: int = 0) -> None:
+    """TensorFlow's thread pools: `intra_op` threads inside one op (oneDNN's convolutions and
+    GEMMs), `inter_op` ops run side by side; 0 keeps TensorFlow's choice (both = cores)."""
+    import tensorflow as tf
+
+    if intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
