@@ -207,16 +207,35 @@ def run_train(task: Task, setup: Setup) -> dict:
                   jit_compile=setup.jit)
     samples = train_samples(task)
     clock = StepClock()
-    if task.epochs:
+    if task.epochs:   # warm up on a few steps, then time whole epochs
         steps_per_epoch = max(1, len(samples) // task.batch)
-        model.fit(training_feed(task, setup, samples, steps_per_epoch), epochs=task.epochs,
-                  steps_per_epoch=steps_per_epoch, callbacks=[clock], verbose=0)
-        return {"epoch_s": clock.epoch_times[-1], "images": len(samples),
+        feed = training_feed(task, setup, samples, steps_per_epoch)
+        model.fit(feed, epochs=1, steps_per_epoch=task.warmup, verbose=0)
+        model.fit(feed, epochs=task.epochs, steps_per_epoch=steps_per_epoch, callbacks=[clock],
+                  verbose=0)
+        return {"epoch_s": statistics.mean(clock.epoch_times), "images": len(samples),
                 "peak_rss_mb": peak_rss_mb()}
     total = task.warmup + task.steps
     model.fit(training_feed(task, setup, samples, total), epochs=1, steps_per_epoch=total,
               callbacks=[clock], verbose=0)
     seconds = clock.batch_ends[-1] - clock.batch_ends[task.warmup - 1]
+    return {"img_s": task.steps * task.batch / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_pipeline(task: Task, setup: Setup) -> dict:
+    """Images/s the training input feed (decode, scale, crop, flip, batch) delivers alone,
+    with the whole machine to itself: how much of the CPU feeding the model costs."""
+    feed = training_feed(task, setup, train_samples(task), task.warmup + task.steps)
+    if setup.feed == "python":
+        next_batch = iter(feed[i] for i in range(len(feed))).__next__
+    else:
+        next_batch = iter(feed).__next__
+    for _ in range(task.warmup):
+        next_batch()
+    start = time.perf_counter()
+    for _ in range(task.steps):
+        next_batch()
+    seconds = time.perf_counter() - start
     return {"img_s": task.steps * task.batch / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -346,14 +365,14 @@ def run_gemm(task: Task, setup: Setup) -> dict:
     return result
 
 
-RUNNERS = {"train": run_train, "eval": run_eval, "latency": run_latency,
+RUNNERS = {"train": run_train, "pipeline": run_pipeline, "eval": run_eval, "latency": run_latency,
            "converter": run_converter, "flops": run_flops, "gemm": run_gemm}
 
 
 def worker(tasks: list[Task]) -> None:
     """Run tasks (all of one setup) in this process; one result line per task on stdout."""
     setup = SETUPS[tasks[0].setup]
-    if any(t.kind in ("train", "eval", "latency") for t in tasks):
+    if any(t.kind in ("train", "pipeline", "eval", "latency") for t in tasks):
         apply_setup(setup)
     for task in tasks:
         start = time.perf_counter()
@@ -389,7 +408,7 @@ def make_data(root: Path, quick: bool, log) -> dict[str, Path]:
     the evaluated sizes."""
     sys.path.insert(0, str(ROOT / "utils"))
     from make_sample_dataset import generate_dataset
-    n_big = 10 if quick else 80    # >= 4N training images after the 10% val hold-out
+    n_big = 10 if quick else 108   # >= 4N training images after the 10% val hold-out
     sets = {"big": (n_big, 2, 640, 480), "eval_192x256": (2, 2 if quick else 16, 256, 192),
             "eval_352x480": (2, 2 if quick else 8, 480, 352)}
     paths = {}
@@ -406,7 +425,7 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> lis
     big = str(data["big"])
     steps = {"warmup": 1, "steps": 1} if quick else {"warmup": 3, "steps": 8}
     few = {"warmup": 1, "steps": 1} if quick else {"warmup": 2, "steps": 4}
-    n = 2 if quick else 16
+    n = 2 if quick else 24
     tasks = [Task("gemm", key="gemm", steps=3), Task("converter", data=big, key="converter")]
     tasks += [Task("flops", height=h, width=w, model=dict(model), key=f"flops_{h}x{w}")
               for h, w in ((192, 256), (352, 480), (480, 640))]
@@ -420,6 +439,9 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> lis
     if not quick:
         tasks.append(Task("train", "tuned", 480, 640, 1, data=big, model=model,
                           key="tuned_train_480x640", **steps))
+    for setup in ("tuned", "plain"):
+        tasks.append(Task("pipeline", setup, 192, 256, 4, data=big, warmup=2,
+                          steps=4 if quick else 20, key=f"{setup}_pipeline_192x256"))
     for setup in ("tuned", "plain") if quick else ("tuned", "float32", "plain"):
         for (h, w, b) in ((192, 256, 4), (352, 480, 2)):
             tasks.append(Task("eval", setup, h, w, b, data=str(data[f"eval_{h}x{w}"]),
@@ -428,14 +450,15 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> lis
                           steps=3 if quick else 7, key=f"{setup}_latency_480x640"))
     for label, limit in (("N", n), ("4N", 4 * n)):
         tasks.append(Task("train", "tuned", 192, 256, 4, data=big, model=model, limit=limit,
-                          epochs=2, key=f"scaling_{label}"))
+                          epochs=1, warmup=2, key=f"scaling_{label}"))
     tasks = [t for t in tasks if not only or any(k in t.key for k in only.split(","))]
     if not quick:
         return [[t] for t in tasks]
     groups: dict[str, list[Task]] = {}
     for t in tasks:
-        groups.setdefault(t.setup if t.kind in ("train", "eval", "latency") else "misc", []) \
-            .append(t)
+        group = "misc" if t.kind not in ("train", "pipeline", "eval", "latency") else \
+            t.setup + ("-feed" if t.epochs or t.kind == "pipeline" else "")
+        groups.setdefault(group, []).append(t)
     return list(groups.values())
 
 
@@ -471,6 +494,14 @@ def summarize(raw: dict, model: dict, quick: bool) -> dict:
                         out[f"forward_gflop_{size}"] * result["img_s"]
         if f"{setup}_latency_480x640" in raw:
             out[f"{prefix}latency_ms_480x640"] = raw[f"{setup}_latency_480x640"]["ms"]
+    for setup in ("tuned", "plain"):
+        if f"{setup}_pipeline_192x256" in raw:
+            prefix = "" if setup == "tuned" else "plain_"
+            feed = raw[f"{setup}_pipeline_192x256"]["img_s"]
+            out[f"{prefix}pipeline_img_s_192x256"] = feed
+            trained = out.get(f"{prefix}train_img_s_192x256")
+            if trained:   # share of the machine's time the input feed needs while training
+                out[f"{prefix}pipeline_load_192x256"] = trained / feed
     if "converter" in raw:
         converter = raw["converter"]
         out.update(converter_ms_per_img=converter["ms_per_img"],
@@ -537,6 +568,7 @@ def format_table(out: dict) -> str:
                 "xla_train_img_s_192x256", "float32_eval_img_s_192x256",
                 "float32_eval_img_s_352x480", "float32_latency_ms_480x640",
                 "train_mpixel_s_192x256", "train_mpixel_s_352x480", "train_mpixel_s_480x640",
+                "pipeline_img_s_192x256", "pipeline_load_192x256", "plain_pipeline_load_192x256",
                 "epoch_s_N", "epoch_s_4N", "epoch_time_ratio_4N_over_N", "peak_rss_mb_N",
                 "peak_rss_mb_4N", "peak_rss_ratio_4N_over_N"):
         if key in out:
