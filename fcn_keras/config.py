@@ -183,10 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--bn-momentum", type=float, default=0.99,
                        help="batch-norm moving-average momentum (Keras' and the book's 0.99; "
                        "0.9 makes short trainings usable in inference mode much sooner)")
-    model.add_argument("--no-fast-layers", dest="fast_layers", action="store_false",
-                       help="compute transposed convs and batch norms as Keras' own layers do "
-                       "(same weights and results, slower; the default uses a GEMM sub-pixel "
-                       "form and TensorFlow's fused batch norm)")
+    model.add_argument("--fast-layers", action=argparse.BooleanOptionalAction, default=True,
+                       help="compute the 3x3 stride-2 transposed convs (training) as one GEMM "
+                       "and a sub-pixel shuffle and batch norms with TensorFlow's fused kernel; "
+                       "same weights and results as Keras' own layers, which --no-fast-layers "
+                       "uses")
 
     data = p.add_argument_group("data")
     data.add_argument("--data-format", default="auto",

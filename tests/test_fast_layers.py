@@ -220,3 +220,9 @@ def test_fast_flag_round_trips_through_the_config():
     assert Conv2DTranspose.from_config(layer.get_config()).fast is False
     bn = BatchNormalization(fast=False)
     assert BatchNormalization.from_config(bn.get_config()).fast is False
+
+
+def test_cli_flag_reaches_build_model():
+    from fcn_keras.config import parse_args
+    assert parse_args(["--summary"]).model_options()["fast_layers"] is True
+    assert parse_args(["--summary", "--no-fast-layers"]).model_options()["fast_layers"] is False
