@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard,
+from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard, TimeLimit,
                                  TrainingInterrupted, TrainingState, make_schedule)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
@@ -42,6 +42,7 @@ class FCN:
     def __init__(self, config: Config):
         self.config = config
         self._dataset = None
+        self.time_limit = None
         self.classes = self._find_classes()
         self.strategy = choose_strategy(config.strategy) if config.train else \
             tf.distribute.get_strategy()
@@ -140,6 +141,7 @@ class FCN:
             return
         self._save_classes()
         nan_guard = NanGuard()
+        self.time_limit = TimeLimit(c.time_limit) if c.time_limit else None
         run = self._train_multiworker if multiworker else self._fit
         with InterruptGuard() as guard:
             try:
@@ -153,6 +155,10 @@ class FCN:
         if nan_guard.stopped_at is not None:
             raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
                            f"are kept in {self.weights_path} (try a lower --lr)")
+        if self.time_limit is not None and self.time_limit.stopped_after is not None:
+            log(c, f"--time-limit {c.time_limit:g} min: stopped after "
+                   f"{self.time_limit.stopped_after} epoch(s) of this run (the next would have "
+                   "ended past the limit); continue with --resume")
         if is_chief():
             log(c, f"Best val mIoU {accuracy.best:.4f}; weights: {self.weights_path}")
 
@@ -180,6 +186,8 @@ class FCN:
         *callbacks, guard = callbacks
         callbacks = [keras.callbacks.LearningRateScheduler(self._schedule()), *callbacks,
                      *hooks.batch_callbacks(), guard]
+        if self.time_limit is not None:
+            callbacks.append(self.time_limit)
         if c.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
         self.model.fit(train_gen.dataset(repeat=True), epochs=c.epochs,
@@ -190,8 +198,9 @@ class FCN:
     def _train_multiworker(self, train_gen, initial_epoch: int, callbacks: list) -> None:
         """The custom loop of `fcn_keras.distributed`, with the same callbacks as `_fit`."""
         c = self.config
-        if c.tensorboard or c.jit:
-            log(c, "Note: --tensorboard and --jit are not applied to the multi-worker loop")
+        if c.tensorboard or c.jit or c.time_limit:
+            log(c, "Note: --tensorboard, --jit and --time-limit are not applied to the "
+                   "multi-worker loop")
         nan_guard, accuracy, guard = callbacks
         loop = distributed.MultiWorkerLoop(self.strategy, self.model, self._schedule(),
                                            accuracy, nan_guard, guard, c.verbose)

@@ -167,6 +167,35 @@ class NanGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training before an epoch that would end past `minutes` of training.
+
+    A recipe promised to finish "within 2 hours" must still do so on a slower or busier machine:
+    after each epoch, if the time so far plus the mean epoch time would pass the limit, training
+    stops there. The best weights and the resumable state are already saved by then, so a
+    stopped run is as usable as a finished one (and `--resume` continues it).
+    """
+
+    def __init__(self, minutes: float, clock=time.monotonic):
+        super().__init__()
+        self.limit_s = float(minutes) * 60.0
+        self.clock = clock
+        self.stopped_after = None   # epochs completed in this run when the limit stopped it
+        self._start = None
+        self._epochs = 0
+
+    def on_train_begin(self, logs=None):
+        self._start = self.clock()
+        self._epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs += 1
+        elapsed = self.clock() - self._start
+        if elapsed + elapsed / self._epochs > self.limit_s:
+            self.stopped_after = self._epochs
+            self.model.stop_training = True
+
+
 class TrainingState:
     """The resumable state: model weights, optimizer slots, next epoch and best mIoU.
 

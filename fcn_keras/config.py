@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fcn_keras import presets
 from fcn_keras.backbones import BACKBONES
 from fcn_keras.errors import ConfigError
 from fcn_keras.models import ARCHS
@@ -66,7 +67,8 @@ class Config:
     resume: bool = False
     tensorboard: bool = False
     seed: int | None = None
-    mixed_precision: bool = False
+    time_limit: float | None = None
+    mixed_precision: bool | None = None   # None: auto (where the hardware runs it natively)
     jit: bool = False
     save_dir: str = "weights"
     restore_weights: str | None = None
@@ -81,6 +83,7 @@ class Config:
     # misc
     verbose: int = 1
     debug: bool = False
+    preset: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -221,8 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from its last completed epoch")
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--mixed-precision", action="store_true",
-                       help="mixed_bfloat16 compute (CPU with AVX512-BF16) / mixed_float16 (GPU)")
+    train.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                       help="stop after the last epoch that ends within MINUTES of training "
+                       "(judged from the mean epoch time); the best weights are kept")
+    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                       help="mixed_bfloat16 compute on CPUs / mixed_float16 on GPUs, float32 "
+                       "weights; default: on where the hardware computes it natively (CPU with "
+                       "AVX512-BF16 or AMX, GPU of compute capability 7.0+), else off")
     train.add_argument("--jit", action="store_true", help="XLA-compile the train step")
 
     ev = p.add_argument_group("evaluation and prediction")
@@ -237,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--worst", type=int, default=8, help="with --plot: overlays of N worst images")
     ev.add_argument("--export", metavar="DIR",
                     help="export the model (SavedModel, .keras; ONNX if tf2onnx is installed)")
+    p.add_argument("--preset", metavar="NAME|FILE",
+                   help="a named set of options (shipped: "
+                   f"{', '.join(presets.available()) or 'none'}) or a JSON file of them; "
+                   "flags given here win over the preset")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -265,6 +277,9 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--backbone {config.backbone} takes RGB images: use --channels 3")
     if not 0 < config.bn_momentum < 1:
         raise ConfigError(f"--bn-momentum must be in (0, 1), got {config.bn_momentum}")
+    if config.time_limit is not None and not config.time_limit > 0:
+        raise ConfigError(f"--time-limit must be a positive number of minutes, "
+                          f"got {config.time_limit}")
     if not 0 <= config.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {config.val_fraction}")
     if config.restore_weights and not Path(config.restore_weights).exists():
@@ -297,7 +312,11 @@ def check_training_size(config: Config, stride: int) -> None:
 
 def parse_args(argv=None) -> Config:
     """Parse the command line into a validated `Config`."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.preset:
+        parser.set_defaults(**presets.load_preset(known.preset, parser))
+    args = vars(parser.parse_args(argv))
     if args.get("lr") is None:
         args["lr"] = 1e-2 if args["optimizer"] == "sgd" else 1e-3
     return validate(Config(**args))

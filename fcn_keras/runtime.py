@@ -6,14 +6,47 @@ import os
 
 
 def configure_runtime(config) -> None:
-    """Apply `--seed` and `--mixed-precision` before any model is built."""
+    """Apply `--seed` and `--mixed-precision` (explicit or auto) before any model is built."""
     import keras
 
     if config.seed is not None:
         os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
         keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy(mixed_precision_policy())
+    mixed = use_mixed_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(mixed_precision_policy() if mixed else "float32")
+
+
+def use_mixed_precision(flag: bool | None) -> bool:
+    """`--mixed-precision` as given, or (not given) whether this machine runs it natively.
+
+    Mixed precision only pays where the low-precision matrix work is done in hardware: on a CPU
+    without AVX512-BF16/AMX, bfloat16 is emulated and slower than float32, so "auto" keeps
+    float32 there.
+    """
+    return native_low_precision() if flag is None else bool(flag)
+
+
+def native_low_precision() -> bool:
+    """True on a GPU of compute capability 7.0+ or a CPU with AVX512-BF16 or AMX-BF16."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return tuple(details.get("compute_capability", (0, 0))) >= (7, 0)
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def mixed_precision_policy() -> str:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The CamVid recipe: train from scratch with the `camvid` preset (fcn_keras/presets/camvid.json),
+# then score the best weights on val (whole 360x480 images, 11 classes, void ignored), plain and
+# with flip test-time augmentation, writing JSON reports and the confusion matrix.
+#
+#   scripts/camvid.sh /path/to/camvid [OUT]        # OUT defaults to runs/camvid
+#
+# Under 2 hours on a 2-core CPU (the preset's --time-limit 115 stops training early on a
+# slower machine; the best weights are kept). Extra arguments after OUT go to the training
+# command, e.g. `scripts/camvid.sh data/camvid runs/short --epochs 5`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:?usage: scripts/camvid.sh /path/to/camvid [OUT] [training flags...]}
+OUT=${2:-runs/camvid}
+shift $(( $# > 1 ? 2 : 1 ))
+WEIGHTS="$OUT/fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+
+python fcn.py --train --preset camvid --data-path "$DATA" --save-dir "$OUT" --verbose 2 "$@"
+python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
+    --split val --report "$OUT/report-val.json" --output-dir "$OUT"
+python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
+    --split val --tta flip --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip"
+python utils/plot_history.py "$OUT/fcn8s-ResNet20v2-3layer-camvid-best-iou-history.json" \
+    --out "$OUT/history.png"
+echo "Done: weights $WEIGHTS, reports $OUT/report-val.json and $OUT/report-val-flip.json"

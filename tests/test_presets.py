@@ -1,0 +1,135 @@
+"""Presets (`--preset NAME|FILE`) and the `--time-limit` callback."""
+
+import json
+
+import pytest
+
+from fcn_keras import presets
+from fcn_keras.callbacks import TimeLimit
+from fcn_keras.config import parse_args
+from fcn_keras.errors import ConfigError
+
+
+def test_camvid_preset_is_shipped_and_parses():
+    assert "camvid" in presets.available()
+    config = parse_args(["--train", "--preset", "camvid", "--data-path", "/somewhere"])
+    assert (config.arch, config.n, config.pyramid_filters) == ("fcn8s", 2, 128)
+    assert (config.height, config.width, config.batch_size) == (288, 384, 8)
+    assert config.class_weights == "median-freq" and config.loss == "ce+dice"
+    assert config.mixed_precision is True and config.time_limit == 115
+    assert config.data_format == "camvid" and config.data_path == "/somewhere"
+    assert config.weights_name == "fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+
+
+def test_command_line_wins_over_preset():
+    config = parse_args(["--preset", "camvid", "--train", "--epochs", "3", "--arch", "fcn",
+                         "--verbose", "0"])
+    assert config.epochs == 3 and config.arch == "fcn" and config.verbose == 0
+    assert config.n == 2  # untouched preset values stay
+
+
+def test_preset_from_a_file(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"options": {"batch_size": 2, "--scale-range": [0.5, 1.5],
+                                            "fast-layers": False, "tile": "64x96"}}))
+    config = parse_args(["--train", "--preset", str(path)])
+    assert config.batch_size == 2 and config.scale_range == (0.5, 1.5)
+    assert config.fast_layers is False and config.tile == (64, 96)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"batch-sise": 2}, ["unknown option", "batch-sise"]),
+    ({"arch": "unet"}, ["'arch' must be one of", "fcn8s"]),
+    ({"epochs": "many"}, ["'epochs'"]),
+    ({"mixed-precision": "yes"}, ["true or false"]),
+    ({"scale-range": [2, 1]}, ["scale-range", "MIN <= MAX"]),
+])
+def test_bad_preset_values_name_the_file_and_option(tmp_path, options, words):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"options": options}))
+    with pytest.raises(ConfigError) as info:
+        parse_args(["--train", "--preset", str(path)])
+    message = str(info.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"options": 3}', ""])
+def test_unreadable_preset_files(tmp_path, text):
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="broken.json"):
+        parse_args(["--train", "--preset", str(path)])
+
+
+def test_unknown_preset_name_lists_the_shipped_ones(tmp_path):
+    with pytest.raises(ConfigError, match="no such preset.*camvid"):
+        parse_args(["--train", "--preset", "kitti"])
+    with pytest.raises(ConfigError, match="file not found"):
+        parse_args(["--train", "--preset", str(tmp_path / "missing.json")])
+
+
+def test_time_limit_must_be_positive():
+    with pytest.raises(ConfigError, match="--time-limit"):
+        parse_args(["--train", "--time-limit", "0"])
+
+
+class _Model:
+    stop_training = False
+
+
+def _run_epochs(limit_minutes, epoch_seconds):
+    now = [0.0]
+    callback = TimeLimit(limit_minutes, clock=lambda: now[0])
+    callback.set_model(_Model())
+    callback.on_train_begin()
+    done = 0
+    for seconds in epoch_seconds:
+        now[0] += seconds
+        callback.on_epoch_end(done)
+        done += 1
+        if callback.model.stop_training:
+            break
+    return done, callback
+
+
+def test_time_limit_stops_before_an_epoch_would_overrun():
+    # 60 s epochs, 5-minute limit: after 4 epochs (240 s) a fifth would end at 300 s, not past
+    # it; after 5 (300 s) a sixth would: stop there.
+    done, callback = _run_epochs(5, [60] * 10)
+    assert done == 5 and callback.stopped_after == 5
+    done, callback = _run_epochs(5, [70] * 10)   # 4 x 70 = 280 s; a fifth would end at 350 s
+    assert done == 4 and callback.stopped_after == 4
+
+
+def test_time_limit_not_reached():
+    done, callback = _run_epochs(60, [60] * 10)
+    assert done == 10 and callback.stopped_after is None and not callback.model.stop_training
+
+
+def test_mixed_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
+    from fcn_keras import runtime
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    assert "avx512_bf16" in runtime.cpu_flags(str(cpuinfo))
+    assert runtime.cpu_flags(str(tmp_path / "missing")) == set()
+    monkeypatch.setattr(runtime, "native_low_precision", lambda: True)
+    assert runtime.use_mixed_precision(None) is True
+    assert runtime.use_mixed_precision(False) is False
+    monkeypatch.setattr(runtime, "native_low_precision", lambda: False)
+    assert runtime.use_mixed_precision(None) is False and runtime.use_mixed_precision(True)
+    assert parse_args(["--train"]).mixed_precision is None
+    assert parse_args(["--train", "--no-mixed-precision"]).mixed_precision is False
+
+
+def test_configure_runtime_resets_the_policy():
+    import keras
+
+    from fcn_keras.runtime import configure_runtime
+
+    configure_runtime(parse_args(["--train", "--mixed-precision"]))
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    configure_runtime(parse_args(["--train"]))   # auto, patched to "no native support"
+    assert keras.mixed_precision.global_policy().name == "float32"
