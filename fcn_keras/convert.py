@@ -22,10 +22,13 @@ The pixel convention and the overlap order are those of `fcn_keras.rasterize`.
 
 from __future__ import annotations
 
+import collections
 import difflib
 import io
 import json
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -34,7 +37,7 @@ from PIL import Image
 
 from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import atomic_write_bytes, check_image
+from fcn_keras.io_utils import MASK_PNG_COMPRESSION, atomic_write_bytes, check_image
 from fcn_keras.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate_reason, rasterize
 from fcn_keras.via import ViaImage, format_problems, parse_via, read_json
 
@@ -347,14 +350,22 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
     palette = class_map.info.palette()
     book = {} if npy_path is not None else None
     outside = []
-    for job in tqdm(jobs, desc="masks", unit="image", disable=not progress, leave=False):
+
+    def render(job):
+        """Rasterize and PNG-encode one image's mask (numpy and zlib release the GIL)."""
         regions = job.drawn
         indices = [class_map.index(r.class_name) for r in regions]
         hidden: list[int] = []
         mask = rasterize(regions, indices, *job.size, draw_order=draw_order, outside=hidden)
+        return mask, encode_index_png(mask, palette), hidden
+
+    rendered = _ordered_map(render, jobs)
+    for job, (mask, png, hidden) in tqdm(zip(jobs, rendered), total=len(jobs), desc="masks",
+                                         unit="image", disable=not progress, leave=False):
+        regions = job.drawn
         outside.extend(f"{job.image.filename} region {regions[i].index}" for i in hidden)
         mask_path = output_dir / f"{job.stem}.png"
-        result.written += write_if_changed(mask_path, encode_index_png(mask, palette))
+        result.written += write_if_changed(mask_path, png)
         result.stems[job.json_stem].append(job.stem)
         result.image_paths[job.stem] = job.path
         result.mask_paths[job.stem] = mask_path
@@ -377,6 +388,23 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
         result.written += write_if_changed(npy_path, buffer.getvalue())
     if outside:
         result.warnings.append(_counted(outside, "region(s) lie entirely outside their image"))
+
+
+def _ordered_map(fn, items, workers: int | None = None, ahead: int = 4):
+    """`map(fn, items)` on a thread pool, in order, at most `ahead` results per thread pending
+    (memory stays flat however many images there are). Writing stays in the caller's thread."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers == 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers * ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _classes_bytes(info: ClassInfo) -> bytes:
@@ -404,7 +432,7 @@ def encode_index_png(mask: np.ndarray, palette: list[int]) -> bytes:
                             np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
     image.putpalette(palette)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
+    image.save(buffer, format="PNG", optimize=False, compress_level=MASK_PNG_COMPRESSION)
     return buffer.getvalue()
 
 

@@ -17,6 +17,10 @@ from PIL import Image
 
 from fcn_keras.errors import DataError, OutputError
 
+# zlib level of mask PNGs: level 1 is 3-4x faster than PIL's default 6 on label masks, which
+# stay ~5 KB per 480x640 image (the book's pickled one-hot mask: 1.2 MB).
+MASK_PNG_COMPRESSION = 1
+
 # What the input pipeline's `tf.io.decode_image` decodes (PIL's format names).
 PIPELINE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
@@ -75,7 +79,7 @@ def write_index_png(path: str | Path, mask: np.ndarray, palette: list[int] | Non
     image = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
     image.putpalette(palette)
     with atomic_path(path, suffix=".png") as tmp:
-        image.save(tmp, format="PNG", optimize=False)
+        image.save(tmp, format="PNG", optimize=False, compress_level=MASK_PNG_COMPRESSION)
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:

@@ -100,6 +100,13 @@ def _number(value, what: str, limit: float | None = MAX_COORDINATE) -> float:
 def _numbers(value, what: str) -> list[float]:
     if not isinstance(value, list):
         raise _Bad(f"{what} must be a list of numbers, got {_describe(value)}")
+    try:   # the common case in one pass; the element's name is only built for the message
+        numbers = [float(v) for v in value if type(v) in (int, float)]
+    except OverflowError:
+        numbers = []
+    if len(numbers) == len(value) and all(math.isfinite(n) and abs(n) <= MAX_COORDINATE
+                                          for n in numbers):
+        return numbers
     return [_number(v, f"{what}[{i}]") for i, v in enumerate(value)]
 
 

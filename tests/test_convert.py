@@ -408,3 +408,37 @@ def test_reruns_do_not_leave_temporary_files(drinks):
     convert_via("segmentation_train.json", drinks)
     leftovers = [p for p in os.listdir(drinks / "masks") if p.startswith(".")]
     assert leftovers == []
+
+
+def test_ordered_map_keeps_order_and_bounds_pending_work():
+    import threading
+    import time
+
+    from fcn_keras.convert import _ordered_map
+
+    started, lock = [], threading.Lock()
+
+    def work(i):
+        with lock:
+            started.append(i)
+        time.sleep(0.001 * (i % 3))
+        return i * i
+
+    results = []
+    for value in _ordered_map(work, list(range(40)), workers=2, ahead=2):
+        results.append(value)
+        with lock:   # never more than workers * ahead submitted beyond what was consumed
+            assert len(started) <= len(results) + 2 * 2
+    assert results == [i * i for i in range(40)]
+    assert list(_ordered_map(work, [3], workers=4)) == [9]
+
+
+def test_masks_are_the_same_with_one_or_several_threads(drinks, tmp_path, monkeypatch):
+    import fcn_keras.convert as convert
+
+    many = convert_via(["segmentation_train.json"], drinks, tmp_path / "many")
+    real = convert._ordered_map
+    monkeypatch.setattr(convert, "_ordered_map", lambda fn, items: real(fn, items, workers=1))
+    one = convert_via(["segmentation_train.json"], drinks, tmp_path / "one")
+    for stem, path in many.mask_paths.items():
+        assert path.read_bytes() == one.mask_paths[stem].read_bytes()
