@@ -133,3 +133,52 @@ def test_configure_runtime_resets_the_policy():
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     configure_runtime(parse_args(["--train"]))   # auto, patched to "no native support"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def _make_camvid(root, rng, counts=(("train", 4), ("val", 2), ("test", 2)), size=(72, 96)):
+    """A tiny SegNet-layout CamVid: images, index masks with void (11) borders, the lists."""
+    import numpy as np
+    from PIL import Image
+
+    from helpers import shapes_image
+
+    for split, n in counts:
+        lines = []
+        for i in range(n):
+            image, mask = shapes_image(rng, *size)
+            mask = np.where(mask == 2, 8, mask * 3)   # road (3) and car (8) on sky (0)
+            mask[0, :] = 11                            # void, ignored
+            for folder, array in ((split, image), (f"{split}annot", mask.astype(np.uint8))):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(root / folder / f"{split}{i:03d}.png")
+            lines.append(f"{split}/{split}{i:03d}.png {split}annot/{split}{i:03d}.png")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_camvid_recipe_runs_end_to_end(tmp_path):
+    """The recipe's commands on a tiny CamVid layout: train with the preset (shortened), then
+    evaluate with flip TTA; 11 classes, void ignored, the report on the test split."""
+    import json
+
+    import numpy as np
+
+    from fcn_keras.cli import main
+
+    data = _make_camvid(tmp_path / "camvid", np.random.default_rng(0))
+    out = tmp_path / "run"
+    common = ["--preset", "camvid", "--data-path", str(data), "--save-dir", str(out),
+              "--verbose", "0"]
+    assert main(["--train", *common, "--epochs", "2", "--height", "64", "--width", "64",
+                 "--batch-size", "2"]) in (0, None)
+    weights = out / "fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+    history = json.loads((out / "fcn8s-ResNet20v2-3layer-camvid-best-iou-history.json")
+                         .read_text())
+    assert weights.is_file() and [e["epoch"] for e in history] == [0, 1]
+    report = tmp_path / "report.json"
+    assert main(["--evaluate", *common, "--restore-weights", str(weights), "--tta", "flip",
+                 "--report", str(report), "--output-dir", str(tmp_path / "eval")]) in (0, None)
+    result = json.loads(report.read_text())
+    assert len(result["per_class_iou"]) == 11 and result["class_names"][0] == "Sky"
+    assert result["n_images"] == 2   # the test split, by default
+    assert sum(map(sum, result["confusion_matrix"])) == 2 * (72 - 1) * 96   # void excluded
