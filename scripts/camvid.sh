@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CamVid recipe: train from scratch with the `camvid` preset (fcn_keras/presets/camvid.json),
 # then score the best weights on val (whole 360x480 images, 11 classes, void ignored), plain and
-# with flip test-time augmentation, writing JSON reports and the confusion matrix.
+# with flip test-time augmentation (and test, when the folder has test.txt), writing JSON
+# reports and the confusion matrix.
 #
 #   scripts/camvid.sh /path/to/camvid [OUT]        # OUT defaults to runs/camvid
 #
@@ -20,6 +21,10 @@ python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "
     --split val --report "$OUT/report-val.json" --output-dir "$OUT"
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
     --split val --tta flip --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip"
+if [ -f "$DATA/test.txt" ]; then   # the published CamVid figures are on test
+    python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
+        --split test --report "$OUT/report-test.json" --output-dir "$OUT/test"
+fi
 python utils/plot_history.py "$OUT/fcn8s-ResNet20v2-3layer-camvid-best-iou-history.json" \
     --out "$OUT/history.png"
 echo "Done: weights $WEIGHTS, reports $OUT/report-val.json and $OUT/report-val-flip.json"
