@@ -18,9 +18,9 @@ WEIGHTS="$OUT/fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
 
 python fcn.py --train --preset camvid --data-path "$DATA" --save-dir "$OUT" --verbose 2 "$@"
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
-    --split val --report "$OUT/report-val.json" --output-dir "$OUT"
+    --split val --tta none --report "$OUT/report-val.json" --output-dir "$OUT"
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
-    --split val --tta flip --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip"
+    --split val --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip"
 if [ -f "$DATA/test.txt" ]; then   # the published CamVid figures are on test
     python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
         --split test --report "$OUT/report-test.json" --output-dir "$OUT/test"

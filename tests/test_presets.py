@@ -16,7 +16,7 @@ def test_camvid_preset_is_shipped_and_parses():
     assert (config.arch, config.n, config.pyramid_filters) == ("fcn8s", 2, 128)
     assert (config.height, config.width, config.batch_size) == (288, 384, 8)
     assert config.class_weights == "median-freq" and config.loss == "ce+dice"
-    assert config.mixed_precision is True and config.time_limit == 115
+    assert config.mixed_precision is True and config.time_limit == 115 and config.tta == "flip"
     assert config.data_format == "camvid" and config.data_path == "/somewhere"
     assert config.weights_name == "fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
 
