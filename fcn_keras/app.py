@@ -155,8 +155,7 @@ class FCN:
         if nan_guard.stopped_at is not None:
             raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
                            f"are kept in {self.weights_path} (try a lower --lr)")
-        if self.time_limit is not None and self.time_limit.stopped_after is not None and \
-                initial_epoch + self.time_limit.stopped_after < c.epochs:
+        if self.time_limit is not None and self.time_limit.stopped_after is not None:
             log(c, f"--time-limit {c.time_limit:g} min: stopped after "
                    f"{self.time_limit.stopped_after} epoch(s) of this run (the next would have "
                    "ended past the limit); continue with --resume")

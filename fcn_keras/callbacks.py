@@ -190,6 +190,9 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._epochs += 1
+        planned = (self.params or {}).get("epochs")
+        if planned is not None and epoch + 1 >= planned:
+            return   # the run ends here anyway: nothing was cut short
         elapsed = self.clock() - self._start
         if elapsed + elapsed / self._epochs > self.limit_s:
             self.stopped_after = self._epochs

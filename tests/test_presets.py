@@ -182,3 +182,18 @@ def test_camvid_recipe_runs_end_to_end(tmp_path):
     assert len(result["per_class_iou"]) == 11 and result["class_names"][0] == "Sky"
     assert result["n_images"] == 2   # the test split, by default
     assert sum(map(sum, result["confusion_matrix"])) == 2 * (72 - 1) * 96   # void excluded
+
+
+def test_time_limit_does_not_claim_the_last_epoch():
+    now = [0.0]
+    callback = TimeLimit(1, clock=lambda: now[0])
+    callback.set_model(_Model())
+    callback.set_params({"epochs": 2})
+    callback.on_train_begin()
+    now[0] = 50.0
+    callback.on_epoch_end(0)          # a second 50 s epoch would pass 60 s: stop
+    assert callback.stopped_after == 1
+    callback.stopped_after, callback.model.stop_training = None, False
+    now[0] = 55.0
+    callback.on_epoch_end(1)          # the planned last epoch: not "stopped by the limit"
+    assert callback.stopped_after is None and not callback.model.stop_training
