@@ -543,8 +543,11 @@ def tiny_weights(tmp_path_factory):
 def test_image_broken_after_validation_is_named_in_training(tmp_path):
     from fcn_keras.app import FCN
     root = small_dataset(tmp_path / "data")
+    # A batch of all 3 training images: with batch 2 one step reads only 2 of them, and which 2
+    # depends on shuffling and the parallel map's order, so the broken one could go unread.
     app = FCN(parse_args(["--data-path", str(root), "--save-dir", str(tmp_path / "w"),
-                          "--train", "--epochs", "1", *TINY]))
+                          "--train", "--epochs", "1", *TINY, "--batch-size", "3"]))
+    assert "img001" in (root / "train.txt").read_text().split()
     _text_as_jpg(root / "images" / "img001.png")   # replaced once validation has passed
     with pytest.raises(DataError) as info:
         app.train()
