@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras import hooks
+from fcn_keras.export import save_weights_only
 from fcn_keras.io_utils import atomic_path, atomic_write_text
 
 
@@ -149,7 +150,7 @@ class AccuracyCallback(keras.callbacks.Callback):
                 self.model.save_weights(str(Path(scratch) / self.weights_path.name))
             return
         with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
-            self.model.save_weights(str(tmp))
+            save_weights_only(self.model, tmp)
             hooks.kill_point("weights", epoch)
 
 

@@ -1,11 +1,36 @@
-"""`--export DIR`: the trained model as a SavedModel and a `.keras` file (ONNX when tf2onnx is
-installed), plus `classes.json`, so it can be served without this package."""
+"""Model files for use outside training: `--export DIR` (a SavedModel and a `.keras` file, ONNX
+when tf2onnx is installed, plus `classes.json`, so it can be served without this package) and
+weights files without the optimizer's state."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from fcn_keras.errors import ConfigError
+
+OPTIMIZER_GROUP = "optimizer"   # where Keras 3 puts a compiled model's optimizer in .weights.h5
+
+
+def save_weights_only(model, path: str | Path) -> None:
+    """`model.save_weights(path)` without the optimizer's slots.
+
+    Keras 3 writes a compiled model's optimizer state into `.weights.h5` too (Adam's two slots
+    triple the file); nothing reads it back here (`--resume` has its own checkpoint) and the
+    file is for inference or fine-tuning, so the best-weights file keeps only the model's
+    groups. Writes `path` directly: callers wrap it in `atomic_path`.
+    """
+    import h5py
+
+    with tempfile.TemporaryDirectory(prefix="fcn-weights-") as scratch:
+        full = Path(scratch) / "full.weights.h5"
+        model.save_weights(str(full))
+        with h5py.File(full, "r") as source, h5py.File(path, "w") as target:
+            for key, value in source.attrs.items():
+                target.attrs[key] = value
+            for name in source:
+                if name != OPTIMIZER_GROUP:
+                    source.copy(source[name], target, name=name)
 
 
 def export_model(model, directory: Path, classes, config) -> list[Path]:

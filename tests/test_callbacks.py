@@ -10,11 +10,13 @@ keras = pytest.importorskip("keras")
 from fcn_keras.callbacks import AccuracyCallback, History, book_lr, make_schedule  # noqa: E402
 
 
-def tiny_model():
+def tiny_model(compiled=True):
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Softmax()(keras.layers.Conv2D(2, 1)(inputs))
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    if compiled:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss="sparse_categorical_crossentropy")
     return model
 
 
@@ -36,6 +38,30 @@ def test_saves_only_when_miou_improves(tmp_path, monkeypatch):
     records = json.loads(history.json_path.read_text())
     assert [r["val_mean_iou"] for r in records] == [0.30, 0.20, 0.50, 0.50]
     assert History(tmp_path, "run").load().best_miou == 0.5
+
+
+def test_best_weights_leave_the_optimizer_state_out(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    history = History(tmp_path, "run")
+    weights = tmp_path / "best.weights.h5"
+    callback = AccuracyCallback(lambda: {"mean_iou": 0.5, "pixel_accuracy": 0.9,
+                                         "book_miou": 0.4}, weights, history, verbose=0)
+    model = tiny_model()
+    x = np.random.rand(4, 8, 8, 3).astype("float32")
+    y = np.random.randint(0, 2, (4, 8, 8, 1))
+    model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+    full = tmp_path / "full.weights.h5"
+    model.save_weights(full)
+    with h5py.File(full) as h5:
+        assert "optimizer" in h5                  # what Keras 3 writes for a compiled model
+    with h5py.File(weights) as h5:
+        assert "optimizer" not in h5 and "layers" in h5
+    assert weights.stat().st_size < full.stat().st_size
+    fresh = tiny_model(compiled=False)   # as the app restores: before compiling
+    fresh.load_weights(weights)
+    for saved, loaded in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(saved, loaded)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_book_schedule():
