@@ -248,33 +248,43 @@ def run_eval(task: Task, setup: Setup) -> dict:
     """Images/s of a whole-split evaluation (predictions and the confusion matrix)."""
     model = build(task, setup)
     samples = eval_samples(task)
-    evaluate = evaluate_plain if setup.feed == "python" else evaluate_tuned
-    evaluate(model, task, samples[:task.batch])          # warm-up: traces the model once
+    evaluate = evaluate_plain(model, task) if setup.feed == "python" else \
+        evaluate_tuned(model, task)
+    evaluate(samples[:task.batch])          # warm-up: traces the model once
     start = time.perf_counter()
-    evaluate(model, task, samples)
+    evaluate(samples)
     seconds = time.perf_counter() - start
     return {"img_s": len(samples) / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def evaluate_tuned(model, task: Task, samples) -> None:
+def evaluate_tuned(model, task: Task):
+    """`fcn.py --evaluate`'s way: one `Predictor` (its traced function is reused, as the app's
+    is for a whole split, so the warm-up call pays for the trace), batches from `tf.data`."""
     from fcn_keras.evaluate import score_split
     from fcn_keras.pipeline import DataGenerator, PipelineOptions
     from fcn_keras.predict import Predictor
+    predictor = Predictor(model)
     options = PipelineOptions(height=task.height, width=task.width, batch_size=task.batch,
                               n_classes=N_CLASSES)
-    score_split(Predictor(model), DataGenerator(samples, options, training=False).dataset(),
-                N_CLASSES, 255)
+
+    def evaluate(samples) -> None:
+        score_split(predictor, DataGenerator(samples, options, training=False).dataset(),
+                    N_CLASSES, 255)
+    return evaluate
 
 
-def evaluate_plain(model, task: Task, samples) -> None:
+def evaluate_plain(model, task: Task):
     """The book's way: read images in Python, `model.predict` each batch, argmax, count."""
     import numpy as np
     from fcn_keras.metrics import ConfusionMatrix
-    matrix = ConfusionMatrix(N_CLASSES)
-    for first in range(0, len(samples), task.batch):
-        pairs = [read_pair(s) for s in samples[first:first + task.batch]]  # one size per set
-        predictions = model.predict(np.stack([p[0] for p in pairs]), verbose=0).argmax(-1)
-        matrix.update(np.stack([p[1] for p in pairs]), predictions)
+
+    def evaluate(samples) -> None:
+        matrix = ConfusionMatrix(N_CLASSES)
+        for first in range(0, len(samples), task.batch):
+            pairs = [read_pair(s) for s in samples[first:first + task.batch]]  # one size per set
+            predictions = model.predict(np.stack([p[0] for p in pairs]), verbose=0).argmax(-1)
+            matrix.update(np.stack([p[1] for p in pairs]), predictions)
+    return evaluate
 
 
 def run_latency(task: Task, setup: Setup) -> dict:
