@@ -7,24 +7,26 @@
 #   scripts/camvid.sh /path/to/camvid [OUT]        # OUT defaults to runs/camvid
 #
 # Under 2 hours on a 2-core CPU (the preset's --time-limit 115 stops training early on a
-# slower machine; the best weights are kept). Extra arguments after OUT go to the training
-# command, e.g. `scripts/camvid.sh data/camvid runs/short --epochs 5`.
+# slower machine; the best weights are kept). Extra arguments after OUT go to every command
+# (evaluation ignores the training-only ones and needs the model-shaping ones, e.g. --arch), e.g.
+# `scripts/camvid.sh data/camvid runs/short --epochs 5` or `... runs/fcn32s --arch fcn32s`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:?usage: scripts/camvid.sh /path/to/camvid [OUT] [training flags...]}
 OUT=${2:-runs/camvid}
 shift $(( $# > 1 ? 2 : 1 ))
-WEIGHTS="$OUT/fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
-
 python fcn.py --train --preset camvid --data-path "$DATA" --save-dir "$OUT" --verbose 2 "$@"
+# the file the training just wrote (its name depends on --arch, --n, ...)
+WEIGHTS=$(ls -t "$OUT"/*-best-iou.weights.h5 | head -n 1)
+EVAL_FLAGS=()   # the extra flags minus --resume, which only --train takes
+for flag in "$@"; do [ "$flag" = "--resume" ] || EVAL_FLAGS+=("$flag"); done
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
-    --split val --tta none --report "$OUT/report-val.json" --output-dir "$OUT"
+    --split val --tta none --report "$OUT/report-val.json" --output-dir "$OUT" "${EVAL_FLAGS[@]}"
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
-    --split val --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip"
+    --split val --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip" "${EVAL_FLAGS[@]}"
 if [ -f "$DATA/test.txt" ]; then   # the published CamVid figures are on test
     python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
-        --split test --report "$OUT/report-test.json" --output-dir "$OUT/test"
+        --split test --report "$OUT/report-test.json" --output-dir "$OUT/test" "${EVAL_FLAGS[@]}"
 fi
-python utils/plot_history.py "$OUT/fcn8s-ResNet20v2-3layer-camvid-best-iou-history.json" \
-    --out "$OUT/history.png"
+python utils/plot_history.py "${WEIGHTS%.weights.h5}-history.json" --out "$OUT/history.png"
 echo "Done: weights $WEIGHTS, reports $OUT/report-val.json and $OUT/report-val-flip.json"

@@ -197,3 +197,33 @@ def test_time_limit_does_not_claim_the_last_epoch():
     now[0] = 55.0
     callback.on_epoch_end(1)          # the planned last epoch: not "stopped by the limit"
     assert callback.stopped_after is None and not callback.model.stop_training
+
+
+def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
+    """`scripts/camvid.sh DATA OUT flags...`: the flags reach training and the evaluations (a
+    model built with --arch fcn32s must be evaluated as one), except --resume (train only)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(__file__).resolve().parents[1]
+    data = _make_camvid(tmp_path / "camvid", np.random.default_rng(0))
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        ["bash", str(root / "scripts" / "camvid.sh"), str(data), str(out), "--arch", "fcn32s",
+         "--resume", "--epochs", "1", "--n", "1", "--height", "64", "--width", "64",
+         "--batch-size", "2", "--no-mixed-precision", "--verbose", "0"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "fcn32s-ResNet11v2-3layer-camvid-best-iou.weights.h5").is_file()
+    for name in ("report-val.json", "report-val-flip.json", "report-test.json"):
+        report = json.loads((out / name).read_text())
+        assert len(report["per_class_iou"]) == 11
+    assert json.loads((out / "report-val.json").read_text())["n_images"] == 2
+    assert (out / "history.png").is_file()
