@@ -27,6 +27,10 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Inde
                   Image.DecompressionBombError)
 
 
+_UMASK = os.umask(0o022)   # read the process umask (there is no getter) and put it back
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -46,6 +50,7 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     try:
         yield Path(tmp)
         try:
+            os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 would outlive the rename
             os.replace(tmp, path)
         except OSError as exc:   # e.g. a folder of that name is in the way
             raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from None

@@ -694,6 +694,16 @@ def test_unwritable_outputs(tmp_path):
     assert_refused(info, "x.json: cannot write here")
 
 
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    """Files written through a temp file get 0666 minus the umask, as open() would give them,
+    not the owner-only 0600 of the temp file."""
+    import os
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_text(tmp_path / "report.json", "{}")
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~umask != 0o600
+
+
 def test_converter_output_dir_that_is_a_file(via_folder):
     write_json(via_folder, v2([square()]))
     (via_folder / "out").write_text("x")
