@@ -12,7 +12,7 @@
 # `scripts/camvid.sh data/camvid runs/short --epochs 5` or `... runs/fcn32s --arch fcn32s`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${1:?usage: scripts/camvid.sh /path/to/camvid [OUT] [training flags...]}
+DATA=${1:?usage: scripts/camvid.sh /path/to/camvid [OUT] [flags...]}
 OUT=${2:-runs/camvid}
 shift $(( $# > 1 ? 2 : 1 ))
 python fcn.py --train --preset camvid --data-path "$DATA" --save-dir "$OUT" --verbose 2 "$@"
