@@ -202,7 +202,6 @@ def test_time_limit_does_not_claim_the_last_epoch():
 def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
     """`scripts/camvid.sh DATA OUT flags...`: the flags reach training and the evaluations (a
     model built with --arch fcn32s must be evaluated as one), except --resume (train only)."""
-    import json
     import os
     import subprocess
     import sys
