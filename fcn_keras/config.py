@@ -51,6 +51,7 @@ class Config:
     classes: str | None = None
     attribute: str | None = None
     scale_range: tuple[float, float] = (0.75, 1.25)
+    color_jitter: float = 0.0
     # training
     batch_size: int = 4
     epochs: int = 100
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--attribute", help="VIA region attribute holding the class name")
     data.add_argument("--scale-range", type=_scale_range, default=(0.75, 1.25),
                       help="random scale augmentation range MIN,MAX")
+    data.add_argument("--color-jitter", type=float, default=0.0, metavar="S",
+                      help="random brightness, contrast and saturation factors in [1-S, 1+S] "
+                      "for training images (0: off)")
 
     train = p.add_argument_group("training")
     train.add_argument("--lr", type=float, default=None,
@@ -215,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--warmup-epochs", type=int, default=0)
     train.add_argument("--loss", choices=("ce", "dice", "ce+dice"), default="ce")
     train.add_argument("--class-weights", default="none",
-                       help="none, median-freq, or a JSON file with one weight per class")
+                       help="none, median-freq, median-freq-sqrt (its square root: milder), "
+                       "or a JSON file with one weight per class")
     train.add_argument("--steps-per-epoch", type=int, default=None)
     train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
                        default="auto", help="auto: multiworker if TF_CONFIG is set, mirrored "
@@ -280,6 +285,8 @@ def validate(config: Config) -> Config:
     if config.time_limit is not None and not config.time_limit > 0:
         raise ConfigError(f"--time-limit must be a positive number of minutes, "
                           f"got {config.time_limit}")
+    if not 0 <= config.color_jitter < 1:
+        raise ConfigError(f"--color-jitter must be in [0, 1), got {config.color_jitter}")
     if not 0 <= config.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {config.val_fraction}")
     if config.restore_weights and not Path(config.restore_weights).exists():

@@ -15,7 +15,7 @@ from fcn_keras.errors import ConfigError
 from fcn_keras.layers import (BilinearUpSampling2D, CropLike, PadToMultiple, bilinear_upsampling,
                               conv_layer, set_fast_layers, tconv_layer)
 
-ARCHS = ("fcn", "fcn32s", "fcn8s")
+ARCHS = ("fcn", "fcn32s", "fcn8s", "fcn4s")
 
 
 def build_fcn(input_shape, backbone, n_classes=4, head_filters=256):
@@ -65,27 +65,37 @@ def build_fcn8s(input_shape, backbone: Backbone, n_classes):
     stride-16 scores, upsampled x2 again and added to the stride-8 scores, then upsampled x8.
     All upsampling layers start as bilinear interpolation.
     """
+    return build_skip_fcn(input_shape, backbone, n_classes, finest=8)
+
+
+def build_fcn4s(input_shape, backbone: Backbone, n_classes):
+    """FCN-8s with one more skip: the fused stride-8 scores are upsampled x2 and added to scores
+    of the stride-4 features before the final x4. Thin things (poles, signs, people) are one
+    or two positions wide at stride 8 and get lost there; the extra 1x1 conv costs little."""
+    return build_skip_fcn(input_shape, backbone, n_classes, finest=4)
+
+
+def build_skip_fcn(input_shape, backbone: Backbone, n_classes, finest=8):
+    """Scores (1x1 conv) at strides 32, 16, ... `finest`, fused coarse to fine by bilinear-
+    initialised x2 transposed convs and additions, then upsampled to the input."""
     inputs = keras.Input(shape=input_shape)
     features = backbone.model(inputs)
-    pool3, pool4, pool5 = (features[backbone.feature_index(s)] for s in (8, 16, 32))
-    score32 = layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
-                            name="score_stride32")(pool5)
-    score16 = layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
-                            name="score_stride16")(pool4)
-    score8 = layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
-                           name="score_stride8")(pool3)
-    x = bilinear_upsampling(n_classes, 2, name="upsample_32_to_16")(score32)
-    x = layers.Add(name="fuse_stride16")([x, score16])
-    x = bilinear_upsampling(n_classes, 2, name="upsample_16_to_8")(x)
-    x = layers.Add(name="fuse_stride8")([x, score8])
-    x = bilinear_upsampling(n_classes, 8, name="upsample_x8")(x)
+    strides = [s for s in (32, 16, 8, 4) if s >= finest]
+    scores = {s: layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
+                               name=f"score_stride{s}")(features[backbone.feature_index(s)])
+              for s in strides}
+    x = scores[32]
+    for coarse, fine in zip(strides, strides[1:]):
+        x = bilinear_upsampling(n_classes, 2, name=f"upsample_{coarse}_to_{fine}")(x)
+        x = layers.Add(name=f"fuse_stride{fine}")([x, scores[fine]])
+    x = bilinear_upsampling(n_classes, finest, name=f"upsample_x{finest}")(x)
     x = layers.Softmax(name="segmentation", dtype="float32")(x)
-    return keras.Model(inputs, x, name="fcn8s")
+    return keras.Model(inputs, x, name=f"fcn{finest}s")
 
 
 def network_stride(arch: str, backbone: Backbone) -> int:
     """The factor every padded input size must be a multiple of."""
-    if arch == "fcn8s":
+    if arch in ("fcn8s", "fcn4s"):
         backbone.feature_index(32)
         return 32
     return backbone.strides[-1]
@@ -134,6 +144,8 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
         core = build_fcn(input_shape, bb.model, n_classes, head_filters=head_filters)
     elif arch == "fcn32s":
         core = build_fcn32s(input_shape, bb, n_classes)
+    elif arch == "fcn4s":
+        core = build_fcn4s(input_shape, bb, n_classes)
     else:
         core = build_fcn8s(input_shape, bb, n_classes)
     set_bn_momentum(core, bn_momentum)

@@ -38,6 +38,7 @@ class PipelineOptions:
     parallel_calls: int | None = None   # None: tf.data.AUTOTUNE
     shuffle_buffer: int = 256
     seed: int | None = None
+    color_jitter: float = 0.0
     # Keep the shuffled order through the parallel maps when training too: multi-worker DATA
     # sharding needs every worker to see the same sequence (with the same shuffle seed).
     deterministic: bool = False
@@ -132,13 +133,45 @@ def normalize(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32) / 255.0
 
 
-def random_scale(image, mask, scale_range, seed=None):
-    low, high = scale_range
-    if low == high == 1.0:
-        return image, mask
-    scale = tf.random.uniform([], low, high, seed=seed)
-    size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
-    size = tf.maximum(size, 1)
+# The random decisions of one training sample, each drawn from its own stream. (Drawing them all
+# with one op seed, as `tf.random.uniform(..., seed=seed)` in each function did, made them equal
+# under a global seed: a crop was flipped exactly when its scale was below 1.)
+AUGMENT_STREAMS = ("scale", "top", "left", "flip", "brightness", "contrast", "saturation")
+
+
+def draw_augmentation(seed, image_shape, options: "PipelineOptions") -> dict:
+    """Every random decision for one sample of `image_shape` (H, W), from its seed (int [2]).
+
+    Each decision has its own stream split from the sample's seed, so they are independent, and
+    the same seed always gives the same decisions. Returns `scale`, `size` (the rescaled H, W),
+    `top`, `left` (crop offset), `flip` (bool) and the colour factors `brightness`,
+    `contrast`, `saturation` (1.0 when `options.color_jitter` is 0).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=len(AUGMENT_STREAMS))
+    seeds = {name: seeds[i] for i, name in enumerate(AUGMENT_STREAMS)}
+    low, high = options.scale_range
+    scale = tf.random.stateless_uniform([], seeds["scale"], low, high) if high > low else \
+        tf.constant(float(low))
+    shape = tf.cast(image_shape[:2], tf.float32)
+    size = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+    padded = tf.maximum(size, [options.height, options.width])
+    draws = {"scale": scale, "size": size,
+             "top": tf.random.stateless_uniform([], seeds["top"], 0,
+                                                padded[0] - options.height + 1, tf.int32),
+             "left": tf.random.stateless_uniform([], seeds["left"], 0,
+                                                 padded[1] - options.width + 1, tf.int32),
+             "flip": tf.logical_and(tf.constant(options.flip),
+                                    tf.random.stateless_uniform([], seeds["flip"]) < 0.5)}
+    jitter = options.color_jitter
+    for name in ("brightness", "contrast", "saturation"):
+        draws[name] = tf.random.stateless_uniform([], seeds[name], max(0.0, 1.0 - jitter),
+                                                  1.0 + jitter) if jitter > 0 else \
+            tf.constant(1.0)
+    return draws
+
+
+def rescale(image, mask, size):
+    """Resize the image bilinearly and the mask with nearest neighbour to `size` (H, W)."""
     image = tf.image.resize(image, size, method="bilinear")
     mask = tf.image.resize(mask, size, method="nearest")
     return image, mask
@@ -155,35 +188,51 @@ def pad_to_at_least(image, mask, height, width, ignore_index):
     return image, mask
 
 
-def random_crop(image, mask, height, width, seed=None):
-    """Crop image and mask at the same random offset."""
-    shape = tf.shape(image)
-    top = tf.random.uniform([], 0, shape[0] - height + 1, dtype=tf.int32, seed=seed)
-    left = tf.random.uniform([], 0, shape[1] - width + 1, dtype=tf.int32, seed=seed)
-    image = image[top:top + height, left:left + width]
-    mask = mask[top:top + height, left:left + width]
-    return image, mask
-
-
-def random_flip(image, mask, seed=None):
-    flip = tf.random.uniform([], 0, 1, seed=seed) < 0.5
+def flip_both(image, mask, flip):
     image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
     mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
     return image, mask
 
 
-def augment(image, mask, options: PipelineOptions):
-    """Paired scale + pad + crop + flip; image float32 [0, 1], mask uint8."""
+def color_jitter(image, brightness, contrast, saturation):
+    """Scale brightness, contrast and saturation by the given factors (torchvision's
+    `ColorJitter(s, s, s)` draws each in [1 - s, 1 + s]): for scenes shot in other light."""
+    if image.shape[-1] != 3:
+        return image
+    image = image * brightness
+    mean = tf.reduce_mean(tf.image.rgb_to_grayscale(image))
+    image = (image - mean) * contrast + mean
+    grey = tf.image.rgb_to_grayscale(image)
+    image = (image - grey) * saturation + grey
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def augment(image, mask, options: PipelineOptions, seed):
+    """Paired scale + pad + crop + flip (+ colour jitter of the image); image float32 [0, 1],
+    mask uint8. `seed` (int [2]) is this sample's: the same seed gives the same sample."""
+    draw = draw_augmentation(seed, tf.shape(image), options)
     image = normalize(image)
-    image, mask = random_scale(image, mask, options.scale_range, options.seed)
-    image, mask = pad_to_at_least(image, mask, options.height, options.width,
-                                  options.ignore_index)
-    image, mask = random_crop(image, mask, options.height, options.width, options.seed)
-    if options.flip:
-        image, mask = random_flip(image, mask, options.seed)
-    image.set_shape([options.height, options.width, None])
-    mask.set_shape([options.height, options.width, 1])
+    if options.scale_range != (1.0, 1.0):
+        image, mask = rescale(image, mask, draw["size"])
+    h, w = options.height, options.width
+    image, mask = pad_to_at_least(image, mask, h, w, options.ignore_index)
+    top, left = draw["top"], draw["left"]
+    image, mask = image[top:top + h, left:left + w], mask[top:top + h, left:left + w]
+    image, mask = flip_both(image, mask, draw["flip"])
+    if options.color_jitter > 0:
+        image = color_jitter(image, draw["brightness"], draw["contrast"], draw["saturation"])
+    image.set_shape([h, w, None])
+    mask.set_shape([h, w, 1])
     return image, mask
+
+
+def sample_seed_dataset(seed: int | None) -> tf.data.Dataset:
+    """An endless dataset of per-sample seeds (int64 [2]): `(base, i)` for the i-th sample.
+
+    A fixed `--seed` makes the whole augmentation sequence repeat exactly; without one the base is
+    drawn at random, so every run differs."""
+    base = seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+    return tf.data.Dataset.counter().map(lambda i: tf.stack([tf.constant(base, tf.int64), i]))
 
 
 class DataGenerator:
@@ -226,13 +275,17 @@ class DataGenerator:
         ds = self._paths()
         if self.training:
             ds = ds.shuffle(len(self.samples), seed=opts.seed, reshuffle_each_iteration=True)
+        # With a --seed the order must not depend on thread timing, or the same seed would pair
+        # images with other augmentations in the next run.
+        ordered = opts.deterministic or opts.seed is not None
         ds = ds.map(self._load, num_parallel_calls=calls,
-                    deterministic=opts.deterministic or not self.training)
+                    deterministic=ordered or not self.training)
         if self.training:
-            ds = ds.map(lambda i, m: augment(i, m, opts), num_parallel_calls=calls,
-                        deterministic=opts.deterministic)
-            if repeat:
+            if repeat:   # before the seeds are attached: every epoch gets new ones
                 ds = ds.repeat()
+            ds = tf.data.Dataset.zip(ds, sample_seed_dataset(opts.seed))
+            ds = ds.map(lambda images, seed: augment(*images, opts, seed),
+                        num_parallel_calls=calls, deterministic=ordered)
             ds = ds.batch(opts.batch_size, drop_remainder=True)
         else:
             ds = ds.map(lambda i, m: (normalize(i), m), num_parallel_calls=calls)

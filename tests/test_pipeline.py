@@ -84,3 +84,76 @@ def test_evaluation_batches_are_full_images_padded_with_ignore(tmp_path):
     assert (masks.numpy()[1, 40:, :, 0] == 255).all()
     np.testing.assert_array_equal(masks.numpy()[0, ..., 0],
                                   expected_mask(np.round(images.numpy()[0] * 255)))
+
+
+# --- the random decisions: independent streams, repeatable under a seed ---------------------
+
+def draws(n, options, shape=(100, 100)):
+    """The decisions for samples 0..n-1 of a run with base seed 7, as numpy arrays."""
+    from fcn_keras.pipeline import draw_augmentation
+    out = {}
+    for i in range(n):
+        draw = draw_augmentation(tf.constant([7, i], tf.int64), tf.constant(shape), options)
+        for key, value in draw.items():
+            out.setdefault(key, []).append(value.numpy())
+    return {key: np.array(value) for key, value in out.items()}
+
+
+def test_augmentation_decisions_are_independent():
+    options = PipelineOptions(height=40, width=40, batch_size=1, n_classes=3,
+                              scale_range=(0.5, 1.5), color_jitter=0.3)
+    d = draws(400, options)
+    small = d["scale"] < 1.0
+    # flip must not follow the scale (it did: one op seed for every draw)
+    assert 0.3 < d["flip"][small].mean() < 0.7 and 0.3 < d["flip"][~small].mean() < 0.7
+    assert (d["top"] == d["left"]).mean() < 0.1   # a square image: top == left every time before
+    # the offsets' ranges grow with the scale: compare where in its range each offset fell
+    room = np.maximum(d["size"], 40) - 40 + 1
+    d["top"], d["left"] = (d["top"] + 0.5) / room[:, 0], (d["left"] + 0.5) / room[:, 1]
+    names = ("scale", "top", "left", "flip", "brightness", "contrast", "saturation")
+    matrix = np.corrcoef(np.stack([d[name].astype(float) for name in names]))
+    off_diagonal = np.abs(matrix[~np.eye(len(names), dtype=bool)])
+    assert off_diagonal.max() < 0.2, dict(zip(names, matrix.round(2).tolist()))
+    for name, (low, high) in {"scale": (0.5, 1.5), "brightness": (0.7, 1.3)}.items():
+        assert low <= d[name].min() and d[name].max() <= high
+        assert d[name].max() - d[name].min() > 0.8 * (high - low)   # the whole range is used
+
+
+def test_no_jitter_and_no_flip_draw_identity():
+    options = PipelineOptions(height=40, width=40, batch_size=1, n_classes=3,
+                              scale_range=(1.0, 1.0), flip=False)
+    d = draws(20, options, shape=(60, 50))
+    assert not d["flip"].any() and (d["scale"] == 1.0).all()
+    assert (d["brightness"] == 1.0).all() and (d["saturation"] == 1.0).all()
+    assert d["top"].max() <= 20 and d["left"].max() <= 10 and len(set(d["top"])) > 5
+
+
+def batches(sample, seed, color_jitter=0.0, count=3):
+    options = PipelineOptions(height=32, width=48, batch_size=4, n_classes=3, seed=seed,
+                              scale_range=(0.7, 1.4), color_jitter=color_jitter)
+    dataset = DataGenerator([sample] * 8, options, training=True).dataset(repeat=True)
+    return [(i.numpy(), m.numpy()) for i, m in dataset.take(count)]
+
+
+def test_a_seeded_run_repeats_exactly_and_another_seed_differs(tmp_path):
+    sample = coordinate_sample(tmp_path)
+    first, again, other = (batches(sample, s, 0.2) for s in (5, 5, 6))
+    for (i1, m1), (i2, m2) in zip(first, again):
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(m1, m2)
+    assert any(not np.array_equal(i1, i2) for (i1, _), (i2, _) in zip(first, other))
+
+
+def test_each_epoch_draws_new_augmentations(tmp_path):
+    sample = coordinate_sample(tmp_path)
+    (epoch1, _), (epoch2, _) = batches(sample, 3, count=4)[::2]   # 8 samples: 2 batches/epoch
+    assert not np.array_equal(epoch1, epoch2)
+
+
+def test_color_jitter_changes_the_image_not_the_mask(tmp_path):
+    sample = coordinate_sample(tmp_path)
+    plain, jittered = batches(sample, 9), batches(sample, 9, color_jitter=0.4)
+    for (i1, m1), (i2, m2) in zip(plain, jittered):
+        np.testing.assert_array_equal(m1, m2)          # same geometry: same seed streams
+        assert np.abs(i1 - i2).mean() > 0.01
+        assert 0.0 <= i2.min() and i2.max() <= 1.0
