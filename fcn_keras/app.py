@@ -142,7 +142,9 @@ class FCN:
             return
         self._save_classes()
         nan_guard = NanGuard()
-        self.time_limit = TimeLimit(c.time_limit) if c.time_limit else None
+        self.schedule = self._schedule()
+        self.time_limit = TimeLimit(c.time_limit, schedule=self.schedule) if c.time_limit \
+            else None
         run = self._train_multiworker if multiworker else self._fit
         with InterruptGuard() as guard:
             try:
@@ -185,7 +187,7 @@ class FCN:
         """`model.fit`; `callbacks` = NanGuard, AccuracyCallback, InterruptGuard (last)."""
         c = self.config
         *callbacks, guard = callbacks
-        callbacks = [keras.callbacks.LearningRateScheduler(self._schedule()), *callbacks,
+        callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks,
                      *hooks.batch_callbacks(), guard]
         if self.time_limit is not None:
             callbacks.append(self.time_limit)
@@ -203,7 +205,7 @@ class FCN:
             log(c, "Note: --tensorboard, --jit and --time-limit are not applied to the "
                    "multi-worker loop")
         nan_guard, accuracy, guard = callbacks
-        loop = distributed.MultiWorkerLoop(self.strategy, self.model, self._schedule(),
+        loop = distributed.MultiWorkerLoop(self.strategy, self.model, self.schedule,
                                            accuracy, nan_guard, guard, c.verbose)
         loop.run(train_gen.dataset(repeat=True), c.epochs, c.steps_per_epoch or len(train_gen),
                  initial_epoch)

@@ -56,11 +56,14 @@ def resnet_layer(inputs, num_filters=16, kernel_size=3, strides=1, activation="r
     return x
 
 
-def features_pyramid(x, n_layers, n_filters=512):
+def features_pyramid(x, n_layers, n_filters=512, blocks=0):
     """The book's pyramid: the backbone output, an average pool, then stride-2 Conv-BN-ReLU levels.
 
     Returns `n_layers + 1` maps; with the ResNet's stride-4 output they sit at strides
-    4, 8, 16, ... 2 ** (n_layers + 2).
+    4, 8, 16, ... 2 ** (n_layers + 2). `blocks` > 0 (not in the book) adds that many residual
+    blocks after each stride-2 level: the book's levels are one conv each, so the stride-16 and
+    32 features see little of an object; there a block costs 1/256 (1/1024) of the same block
+    on the full image, so depth comes almost free.
     """
     outputs = [x]
     conv = layers.AveragePooling2D(pool_size=2, name="pool1")(x)
@@ -70,12 +73,27 @@ def features_pyramid(x, n_layers, n_filters=512):
         postfix = "_layer" + str(i + 2)
         conv = conv_layer(prev_conv, n_filters, kernel_size=3, strides=2, use_maxpool=False,
                           postfix=postfix)
+        for block in range(blocks):
+            conv = residual_block(conv, n_filters, name=f"block{block + 1}{postfix}")
         outputs.append(conv)
         prev_conv = conv
     return outputs
 
 
-def resnet_v1(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512):
+def residual_block(x, filters, name):
+    """Two 3x3 Conv-BN (ReLU between) added to the input, then ReLU (ResNet v1's basic block)."""
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                      name=f"{name}_conv1")(x)
+    y = BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                      name=f"{name}_conv2")(y)
+    y = BatchNormalization(name=f"{name}_bn2")(y)
+    x = layers.Add(name=f"{name}_add")([x, y])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def resnet_v1(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512, pyramid_blocks=0):
     """ResNet v1 (depth 6n+2): stacks of 2 x (3x3) Conv-BN-ReLU, as in the book's chapter 2."""
     if depth < 8 or (depth - 2) % 6 != 0:
         raise ConfigError(f"ResNet v1 depth must be 6n+2 (e.g. 20, 32, 56), got {depth}")
@@ -94,11 +112,11 @@ def resnet_v1(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512):
             x = layers.Add()([x, y])
             x = layers.Activation("relu")(x)
         num_filters *= 2
-    outputs = features_pyramid(x, n_layers, pyramid_filters)
+    outputs = features_pyramid(x, n_layers, pyramid_filters, pyramid_blocks)
     return keras.Model(inputs=inputs, outputs=outputs, name="ResNet%dv1" % depth)
 
 
-def resnet_v2(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512):
+def resnet_v2(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512, pyramid_blocks=0):
     """ResNet v2 (depth 9n+2): pre-activation bottleneck units, as in the book's chapter 2.
 
     Two of its three stages downsample, so its output (the pyramid's main feature) is at
@@ -133,11 +151,12 @@ def resnet_v2(input_shape, depth, n_layers=4, l2=1e-4, pyramid_filters=512):
         num_filters_in = num_filters_out
     x = BatchNormalization()(x)
     x = layers.Activation("relu")(x)
-    outputs = features_pyramid(x, n_layers, pyramid_filters)
+    outputs = features_pyramid(x, n_layers, pyramid_filters, pyramid_blocks)
     return keras.Model(inputs=inputs, outputs=outputs, name="ResNet%dv2" % depth)
 
 
-def build_resnet(input_shape, n_layers=4, version=2, n=6, l2=1e-4, pyramid_filters=512):
+def build_resnet(input_shape, n_layers=4, version=2, n=6, l2=1e-4, pyramid_filters=512,
+                 pyramid_blocks=0):
     """The book's `build_resnet`: depth 6n+2 (v1) or 9n+2 (v2); default ResNet56v2."""
     if version not in (1, 2):
         raise ConfigError(f"--resnet-version must be 1 or 2, got {version}")
@@ -147,7 +166,7 @@ def build_resnet(input_shape, n_layers=4, version=2, n=6, l2=1e-4, pyramid_filte
         raise ConfigError(f"--layers must be at least 1, got {n_layers}")
     builder, depth = (resnet_v1, 6 * n + 2) if version == 1 else (resnet_v2, 9 * n + 2)
     return builder(input_shape=input_shape, depth=depth, n_layers=n_layers, l2=l2,
-                   pyramid_filters=pyramid_filters)
+                   pyramid_filters=pyramid_filters, pyramid_blocks=pyramid_blocks)
 
 
 # keras.applications backbones -------------------------------------------------------------
@@ -217,7 +236,7 @@ def build_application(name, input_shape, n_layers=3, weights=None):
 
 
 def build_backbone(name, input_shape, n_layers=3, resnet_version=2, n=6, weights=None,
-                   l2=1e-4, pyramid_filters=512) -> Backbone:
+                   l2=1e-4, pyramid_filters=512, pyramid_blocks=0) -> Backbone:
     """Build the backbone chosen by `--backbone`, returning it with its feature strides."""
     if name == "resnet":
         if weights not in (None, "none", ""):
@@ -225,7 +244,7 @@ def build_backbone(name, input_shape, n_layers=3, resnet_version=2, n=6, weights
                 raise ConfigError("the book's ResNet has no ImageNet weights; use "
                                   "--backbone resnet50v2 or vgg16 with --backbone-weights imagenet")
         model = build_resnet(input_shape, n_layers=n_layers, version=resnet_version, n=n, l2=l2,
-                             pyramid_filters=pyramid_filters)
+                             pyramid_filters=pyramid_filters, pyramid_blocks=pyramid_blocks)
         if weights not in (None, "none", ""):
             if not Path(weights).is_file():
                 raise ConfigError(f"--backbone-weights {weights}: file not found")
@@ -235,6 +254,8 @@ def build_backbone(name, input_shape, n_layers=3, resnet_version=2, n=6, weights
                 raise ConfigError(f"--backbone-weights {weights}: cannot load into "
                                   f"{model.name}: {exc}") from None
         return Backbone(model, [4 * 2 ** i for i in range(n_layers + 1)])
+    if pyramid_blocks:
+        raise ConfigError("--pyramid-blocks applies to the book's pyramid (--backbone resnet)")
     if name in _APPLICATION_FEATURES:
         model, strides = build_application(name, input_shape, n_layers, weights)
         return Backbone(model, strides)

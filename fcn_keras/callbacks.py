@@ -35,20 +35,35 @@ def book_lr(epoch: int, base_lr: float = 1e-3) -> float:
     return base_lr
 
 
-def make_schedule(kind: str, base_lr: float, epochs: int, warmup_epochs: int = 0):
-    """epoch -> learning rate for `book`, `poly` (power 0.9), `cosine` or `constant`."""
-    def schedule(epoch: int) -> float:
+class Schedule:
+    """epoch -> learning rate for `book`, `poly` (power 0.9), `cosine` or `constant`.
+
+    `epochs` is the horizon that `poly` and `cosine` decay over. Under `--time-limit` the
+    `TimeLimit` callback shortens it to the epochs that fit in the limit (a budgeted schedule,
+    Li et al. 2020): a run cut short by the clock still ends at a small learning rate instead of
+    stopping halfway down the curve.
+    """
+
+    def __init__(self, kind: str, base_lr: float, epochs: int, warmup_epochs: int = 0):
+        self.kind, self.base_lr, self.epochs = kind, base_lr, epochs
+        self.warmup_epochs = warmup_epochs
+
+    def __call__(self, epoch: int, lr=None) -> float:
+        base_lr, warmup_epochs = self.base_lr, self.warmup_epochs
         if warmup_epochs and epoch < warmup_epochs:
             return base_lr * (epoch + 1) / (warmup_epochs + 1)
-        if kind == "book":
+        if self.kind == "book":
             return book_lr(epoch, base_lr)
-        progress = (epoch - warmup_epochs) / max(1, epochs - warmup_epochs)
-        if kind == "poly":
+        progress = min(1.0, (epoch - warmup_epochs) / max(1, self.epochs - warmup_epochs))
+        if self.kind == "poly":
             return base_lr * (1 - progress) ** 0.9
-        if kind == "cosine":
+        if self.kind == "cosine":
             return base_lr * 0.5 * (1 + math.cos(math.pi * progress))
         return base_lr
-    return schedule
+
+
+def make_schedule(kind: str, base_lr: float, epochs: int, warmup_epochs: int = 0) -> Schedule:
+    return Schedule(kind, base_lr, epochs, warmup_epochs)
 
 
 class History:
@@ -175,12 +190,16 @@ class TimeLimit(keras.callbacks.Callback):
     after each epoch, if the time so far plus the mean epoch time would pass the limit, training
     stops there. The best weights and the resumable state are already saved by then, so a
     stopped run is as usable as a finished one (and `--resume` continues it).
+
+    Given the run's `schedule`, it also sets the schedule's horizon to the last epoch that fits
+    (never beyond the planned `--epochs`), so a cosine or poly decay completes within the limit.
     """
 
-    def __init__(self, minutes: float, clock=time.monotonic):
+    def __init__(self, minutes: float, clock=time.monotonic, schedule: Schedule | None = None):
         super().__init__()
         self.limit_s = float(minutes) * 60.0
         self.clock = clock
+        self.schedule = schedule
         self.stopped_after = None   # epochs completed in this run when the limit stopped it
         self._start = None
         self._epochs = 0
@@ -191,11 +210,15 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._epochs += 1
+        elapsed = self.clock() - self._start
+        mean = elapsed / self._epochs
         planned = (self.params or {}).get("epochs")
+        if self.schedule is not None:
+            fit = epoch + 1 + int(max(0.0, self.limit_s - elapsed) // max(mean, 1e-9))
+            self.schedule.epochs = min(planned or fit, fit)
         if planned is not None and epoch + 1 >= planned:
             return   # the run ends here anyway: nothing was cut short
-        elapsed = self.clock() - self._start
-        if elapsed + elapsed / self._epochs > self.limit_s:
+        if elapsed + mean > self.limit_s:
             self.stopped_after = self._epochs
             self.model.stop_training = True
 

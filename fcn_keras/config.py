@@ -15,7 +15,7 @@ from pathlib import Path
 from fcn_keras import presets
 from fcn_keras.backbones import BACKBONES
 from fcn_keras.errors import ConfigError
-from fcn_keras.models import ARCHS
+from fcn_keras.models import ARCHS, CONTEXTS
 
 
 @dataclass
@@ -37,6 +37,8 @@ class Config:
     pyramid_filters: int = 512
     bn_momentum: float = 0.99
     fast_layers: bool = True
+    context: str = "none"
+    pyramid_blocks: int = 0
     height: int = 480
     width: int = 640
     channels: int = 3
@@ -111,7 +113,8 @@ class Config:
                     layers_=self.layers, resnet_version=self.resnet_version, n=self.n,
                     backbone_weights=self.backbone_weights, head_filters=self.head_filters,
                     pyramid_filters=self.pyramid_filters, bn_momentum=self.bn_momentum,
-                    fast_layers=self.fast_layers)
+                    fast_layers=self.fast_layers, context=self.context,
+                    pyramid_blocks=self.pyramid_blocks)
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -174,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = p.add_argument_group("model")
     model.add_argument("--arch", choices=ARCHS, default="fcn",
-                       help="fcn: the book's; fcn32s: d2l's; fcn8s: skip fusion")
+                       help="fcn: the book's; fcn32s: d2l's; fcn8s: skip fusion; fcn4s: fcn8s "
+                       "plus a stride-4 skip")
+    model.add_argument("--context", choices=CONTEXTS, default="none",
+                       help="aspp: a light atrous spatial pyramid pooling module on the "
+                       "stride-32 features (fcn8s/fcn4s)")
     model.add_argument("--n", type=int, default=6,
                        help="ResNet depth parameter: depth 9n+2 (v2) or 6n+2 (v1)")
     model.add_argument("--resnet-version", type=int, choices=(1, 2), default=2)
@@ -184,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="filters of the book's FCN head (the book: 256)")
     model.add_argument("--pyramid-filters", type=int, default=512,
                        help="filters of the book's stride-2 pyramid levels (the book: 512)")
+    model.add_argument("--pyramid-blocks", type=int, default=0, metavar="K",
+                       help="residual blocks added after each stride-2 pyramid level (the "
+                       "book: 0); cheap depth at strides 16 and 32")
     model.add_argument("--bn-momentum", type=float, default=0.99,
                        help="batch-norm moving-average momentum (Keras' and the book's 0.99; "
                        "0.9 makes short trainings usable in inference mode much sooner)")
@@ -280,6 +290,8 @@ def validate(config: Config) -> Config:
                           "images are decoded to that many channels")
     if config.channels != 3 and config.backbone != "resnet":
         raise ConfigError(f"--backbone {config.backbone} takes RGB images: use --channels 3")
+    if config.pyramid_blocks < 0:
+        raise ConfigError(f"--pyramid-blocks must be 0 or more, got {config.pyramid_blocks}")
     if not 0 < config.bn_momentum < 1:
         raise ConfigError(f"--bn-momentum must be in (0, 1), got {config.bn_momentum}")
     if config.time_limit is not None and not config.time_limit > 0:

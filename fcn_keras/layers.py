@@ -290,3 +290,41 @@ class CropLike(layers.Layer):
     def compute_output_shape(self, input_shapes):
         tensor_shape, reference_shape = input_shapes
         return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="fcn_keras")
+class BroadcastLike(layers.Layer):
+    """Repeat a (B, 1, 1, C) tensor over the height and width of `inputs[1]` (any size)."""
+
+    def call(self, inputs):
+        pooled, reference = inputs
+        return pooled + ops.zeros_like(reference[..., :1], dtype=pooled.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        pooled_shape, reference_shape = input_shapes
+        return (*reference_shape[:3], pooled_shape[3])
+
+
+def context_module(inputs, filters: int, name: str = "context"):
+    """Atrous spatial pyramid pooling, light (DeepLab's ASPP): a 1x1 conv, 3x3 convs dilated 2
+    and 4, and the image-level mean, concatenated and mixed by a 1x1 conv, each with BN + ReLU.
+
+    On the stride-32 features a 3x3 conv sees 3 positions; the dilated ones and the mean let
+    each position see the whole object and its surroundings (a can beside a bottle, a pole
+    against the sky) for little compute, since the map is 1/1024 of the image.
+    """
+    def conv_bn_relu(x, kernel_size, dilation, suffix):
+        x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation,
+                          use_bias=False, kernel_initializer="he_normal",
+                          name=f"{name}_{suffix}")(x)
+        x = BatchNormalization(name=f"{name}_{suffix}_bn")(x)
+        return layers.Activation("relu", name=f"{name}_{suffix}_relu")(x)
+
+    branches = [conv_bn_relu(inputs, 1, 1, "1x1"), conv_bn_relu(inputs, 3, 2, "rate2"),
+                conv_bn_relu(inputs, 3, 4, "rate4")]
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_mean")(inputs)
+    pooled = layers.Conv2D(filters, 1, activation="relu", kernel_initializer="he_normal",
+                           name=f"{name}_mean_conv")(pooled)
+    branches.append(BroadcastLike(name=f"{name}_mean_broadcast")([pooled, inputs]))
+    x = layers.Concatenate(name=f"{name}_concat")(branches)
+    return conv_bn_relu(x, 1, 1, "project")

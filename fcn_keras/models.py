@@ -13,9 +13,10 @@ from keras import layers
 from fcn_keras.backbones import Backbone, build_backbone
 from fcn_keras.errors import ConfigError
 from fcn_keras.layers import (BilinearUpSampling2D, CropLike, PadToMultiple, bilinear_upsampling,
-                              conv_layer, set_fast_layers, tconv_layer)
+                              context_module, conv_layer, set_fast_layers, tconv_layer)
 
 ARCHS = ("fcn", "fcn32s", "fcn8s", "fcn4s")
+CONTEXTS = ("none", "aspp")
 
 
 def build_fcn(input_shape, backbone, n_classes=4, head_filters=256):
@@ -60,30 +61,33 @@ def build_fcn32s(input_shape, backbone: Backbone, n_classes):
     return keras.Model(inputs, x, name="fcn32s")
 
 
-def build_fcn8s(input_shape, backbone: Backbone, n_classes):
+def build_fcn8s(input_shape, backbone: Backbone, n_classes, context=None):
     """FCN-8s skip fusion (Long et al.): scores at stride 32 are upsampled x2 and added to the
     stride-16 scores, upsampled x2 again and added to the stride-8 scores, then upsampled x8.
     All upsampling layers start as bilinear interpolation.
     """
-    return build_skip_fcn(input_shape, backbone, n_classes, finest=8)
+    return build_skip_fcn(input_shape, backbone, n_classes, finest=8, context=context)
 
 
-def build_fcn4s(input_shape, backbone: Backbone, n_classes):
+def build_fcn4s(input_shape, backbone: Backbone, n_classes, context=None):
     """FCN-8s with one more skip: the fused stride-8 scores are upsampled x2 and added to scores
     of the stride-4 features before the final x4. Thin things (poles, signs, people) are one
     or two positions wide at stride 8 and get lost there; the extra 1x1 conv costs little."""
-    return build_skip_fcn(input_shape, backbone, n_classes, finest=4)
+    return build_skip_fcn(input_shape, backbone, n_classes, finest=4, context=context)
 
 
-def build_skip_fcn(input_shape, backbone: Backbone, n_classes, finest=8):
+def build_skip_fcn(input_shape, backbone: Backbone, n_classes, finest=8, context=None):
     """Scores (1x1 conv) at strides 32, 16, ... `finest`, fused coarse to fine by bilinear-
-    initialised x2 transposed convs and additions, then upsampled to the input."""
+    initialised x2 transposed convs and additions, then upsampled to the input. With
+    `context="aspp"` the stride-32 features pass through `context_module` first."""
     inputs = keras.Input(shape=input_shape)
     features = backbone.model(inputs)
     strides = [s for s in (32, 16, 8, 4) if s >= finest]
+    maps = {s: features[backbone.feature_index(s)] for s in strides}
+    if context == "aspp":
+        maps[32] = context_module(maps[32], maps[32].shape[-1])
     scores = {s: layers.Conv2D(n_classes, 1, kernel_initializer="glorot_uniform",
-                               name=f"score_stride{s}")(features[backbone.feature_index(s)])
-              for s in strides}
+                               name=f"score_stride{s}")(maps[s]) for s in strides}
     x = scores[32]
     for coarse, fine in zip(strides, strides[1:]):
         x = bilinear_upsampling(n_classes, 2, name=f"upsample_{coarse}_to_{fine}")(x)
@@ -124,7 +128,8 @@ def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
 
 def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=3,
                 resnet_version=2, n=6, backbone_weights=None, head_filters=256, l2=1e-4,
-                any_size=True, pyramid_filters=512, bn_momentum=0.99, fast_layers=True):
+                any_size=True, pyramid_filters=512, bn_momentum=0.99, fast_layers=True,
+                context="none", pyramid_blocks=0):
     """Build a segmentation model from the options `fcn.py` exposes.
 
     Returns `(model, backbone)`. With `any_size=True` (the default) the model takes images of any
@@ -133,21 +138,27 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
     batch normalisations compute as Keras' own layers do (same weights and results, slower on
     CPU; see `fcn_keras.layers.set_fast_layers`).
     """
+    if context not in CONTEXTS:
+        raise ConfigError(f"unknown --context {context!r}; choose one of {', '.join(CONTEXTS)}")
+    if context != "none" and arch not in ("fcn8s", "fcn4s"):
+        raise ConfigError(f"--context {context} applies to the skip-fusion heads (--arch fcn8s "
+                          f"or fcn4s), not --arch {arch}")
     if arch not in ARCHS:
         raise ConfigError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if n_classes < 2:
         raise ConfigError(f"a segmentation model needs at least 2 classes, got {n_classes}")
     input_shape = (None, None, channels)
     bb = build_backbone(backbone, input_shape, n_layers=layers_, resnet_version=resnet_version,
-                        n=n, weights=backbone_weights, l2=l2, pyramid_filters=pyramid_filters)
+                        n=n, weights=backbone_weights, l2=l2, pyramid_filters=pyramid_filters,
+                        pyramid_blocks=pyramid_blocks)
     if arch == "fcn":
         core = build_fcn(input_shape, bb.model, n_classes, head_filters=head_filters)
     elif arch == "fcn32s":
         core = build_fcn32s(input_shape, bb, n_classes)
     elif arch == "fcn4s":
-        core = build_fcn4s(input_shape, bb, n_classes)
+        core = build_fcn4s(input_shape, bb, n_classes, context=context)
     else:
-        core = build_fcn8s(input_shape, bb, n_classes)
+        core = build_fcn8s(input_shape, bb, n_classes, context=context)
     set_bn_momentum(core, bn_momentum)
     set_fast_layers(core, fast_layers)
     if not any_size:

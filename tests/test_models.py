@@ -30,7 +30,7 @@ def test_book_model_is_the_books_layout():
     assert backbone.strides == [4, 8, 16, 32]
 
 
-@pytest.mark.parametrize("arch", ["fcn", "fcn32s", "fcn8s"])
+@pytest.mark.parametrize("arch", ["fcn", "fcn32s", "fcn8s", "fcn4s"])
 def test_output_shape_any_size(arch):
     model, _ = build_model(arch, n_classes=5, n=1)
     for height, width in SIZES:
@@ -140,3 +140,53 @@ def test_export_savedmodel_takes_any_size(tmp_path):
     x = np.random.rand(1, 33, 50, 3).astype("float32")
     np.testing.assert_allclose(reloaded(x).numpy(), model(x).numpy(), atol=1e-5)
     assert (tmp_path / "classes.json").exists()
+
+
+@pytest.mark.parametrize("arch", ["fcn8s", "fcn4s"])
+def test_context_and_pyramid_blocks_any_size(arch):
+    model, _ = build_model(arch, n_classes=5, n=1, pyramid_filters=16, context="aspp",
+                           pyramid_blocks=2)
+    for height, width in SIZES:
+        out = model(np.random.rand(1, height, width, 3).astype("float32"))
+        assert tuple(out.shape) == (1, height, width, 5)
+        np.testing.assert_allclose(np.sum(out.numpy(), axis=-1), 1.0, atol=1e-4)
+
+
+def test_fcn4s_fuses_the_stride4_scores():
+    model, _ = build_model("fcn4s", n_classes=3, n=1, any_size=False)
+    names = {layer.name for layer in model.layers}
+    assert {"score_stride4", "upsample_8_to_4", "fuse_stride4", "upsample_x4"} <= names
+
+
+def test_pyramid_blocks_add_two_3x3_convs_each_at_strides_16_and_32():
+    plain, _ = build_model("fcn8s", n_classes=4, n=2, pyramid_filters=128)
+    deeper, backbone = build_model("fcn8s", n_classes=4, n=2, pyramid_filters=128,
+                                   pyramid_blocks=2)
+    per_block = 2 * (3 * 3 * 128 * 128) + 2 * (4 * 128)   # two convs (no bias), two BN
+    assert deeper.count_params() - plain.count_params() == 2 * 2 * per_block
+    assert backbone.strides == [4, 8, 16, 32]
+
+
+def test_context_and_pyramid_blocks_are_refused_where_they_do_not_apply():
+    with pytest.raises(ConfigError, match="--context aspp applies"):
+        build_model("fcn", n=1, context="aspp")
+    with pytest.raises(ConfigError, match="--pyramid-blocks"):
+        build_model("fcn8s", backbone="vgg16", pyramid_blocks=1)
+
+
+def test_shipped_fcn8s_weights_still_load(tmp_path):
+    """The skip-fusion builder now serves fcn8s and fcn4s: layer names must not have moved."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "weights" / \
+        "fcn8s-ResNet20v2-3layer-drinks-best-iou.weights.h5"
+    model, _ = build_model("fcn8s", n_classes=4, n=2, pyramid_filters=128)
+    model.load_weights(str(path))
+
+
+def test_keras_file_round_trip_with_context(tmp_path):
+    model, _ = build_model("fcn4s", n_classes=3, n=1, pyramid_filters=8, context="aspp",
+                           pyramid_blocks=1)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.rand(1, 40, 70, 3).astype("float32")
+    np.testing.assert_allclose(reloaded(x).numpy(), model(x).numpy(), atol=1e-5)

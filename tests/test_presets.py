@@ -11,14 +11,23 @@ from fcn_keras.errors import ConfigError
 
 
 def test_camvid_preset_is_shipped_and_parses():
-    assert "camvid" in presets.available()
+    assert {"camvid", "camvid-fcn8s"} <= set(presets.available())
     config = parse_args(["--train", "--preset", "camvid", "--data-path", "/somewhere"])
-    assert (config.arch, config.n, config.pyramid_filters) == ("fcn8s", 2, 128)
+    assert (config.arch, config.context, config.pyramid_blocks) == ("fcn4s", "aspp", 2)
+    assert (config.n, config.pyramid_filters) == (2, 128)
     assert (config.height, config.width, config.batch_size) == (288, 384, 8)
-    assert config.class_weights == "median-freq" and config.loss == "ce+dice"
-    assert config.mixed_precision is True and config.time_limit == 115 and config.tta == "flip"
+    assert config.class_weights == "median-freq-sqrt" and config.loss == "ce+dice"
+    assert config.color_jitter == 0.2 and config.schedule == "cosine"
+    assert config.mixed_precision is True and config.time_limit <= 120 and config.tta == "flip"
     assert config.data_format == "camvid" and config.data_path == "/somewhere"
-    assert config.weights_name == "fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+    assert config.weights_name == "fcn4s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+
+
+def test_first_camvid_preset_still_builds_its_shipped_model():
+    config = parse_args(["--evaluate", "--preset", "camvid-fcn8s", "--restore-weights",
+                         "weights/fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"])
+    assert (config.arch, config.context, config.pyramid_blocks) == ("fcn8s", "none", 0)
+    assert config.class_weights == "median-freq" and config.color_jitter == 0.0
 
 
 def test_command_line_wins_over_preset():
@@ -171,8 +180,8 @@ def test_camvid_recipe_runs_end_to_end(tmp_path):
               "--verbose", "0"]
     assert main(["--train", *common, "--epochs", "2", "--height", "64", "--width", "64",
                  "--batch-size", "2"]) in (0, None)
-    weights = out / "fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
-    history = json.loads((out / "fcn8s-ResNet20v2-3layer-camvid-best-iou-history.json")
+    weights = out / "fcn4s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+    history = json.loads((out / "fcn4s-ResNet20v2-3layer-camvid-best-iou-history.json")
                          .read_text())
     assert weights.is_file() and [e["epoch"] for e in history] == [0, 1]
     report = tmp_path / "report.json"
@@ -216,7 +225,7 @@ def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
         ["bash", str(root / "scripts" / "camvid.sh"), str(data), str(out), "--arch", "fcn32s",
-         "--resume", "--epochs", "1", "--n", "1", "--height", "64", "--width", "64",
+         "--context", "none", "--resume", "--epochs", "1", "--n", "1", "--height", "64", "--width", "64",
          "--batch-size", "2", "--no-mixed-precision", "--verbose", "0"],
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -226,3 +235,29 @@ def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
         assert len(report["per_class_iou"]) == 11
     assert json.loads((out / "report-val.json").read_text())["n_images"] == 2
     assert (out / "history.png").is_file()
+
+
+def test_time_limit_fits_the_schedule_into_the_limit():
+    from fcn_keras.callbacks import make_schedule
+    schedule = make_schedule("cosine", 1.0, 1000)
+    now = [0.0]
+    callback = TimeLimit(5, clock=lambda: now[0], schedule=schedule)
+    callback.set_model(_Model())
+    callback.set_params({"epochs": 1000})
+    callback.on_train_begin()
+    rates = [schedule(0)]
+    for epoch in range(1000):
+        now[0] += 60.0
+        callback.on_epoch_end(epoch)
+        if callback.model.stop_training:
+            break
+        rates.append(schedule(epoch + 1))
+    assert callback.stopped_after == 5 and schedule.epochs == 5   # 5 x 60 s fit in 5 minutes
+    assert rates[-1] < 0.1 and rates == sorted(rates, reverse=True)  # decayed, within the limit
+    short = make_schedule("cosine", 1.0, 3)
+    callback = TimeLimit(60, clock=lambda: now[0], schedule=short)
+    callback.set_model(_Model())
+    callback.set_params({"epochs": 3})
+    callback.on_train_begin()
+    callback.on_epoch_end(0)
+    assert short.epochs == 3   # never beyond the planned --epochs
