@@ -258,7 +258,7 @@ class FCN:
         split = c.split or ("test" if "test" in self.dataset.splits and
                             self.dataset.splits["test"] else "val")
         generator = self.generator(split, training=False)
-        predictor = Predictor(self.model, tta=c.tta, tile=c.tile)
+        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales)
         worst = WorstImages(c.worst if c.plot else 0)
         start = time.time()
         metrics = self._score(predictor, generator.dataset(), worst)
@@ -269,7 +269,8 @@ class FCN:
         out = Path(c.output_dir)
         report = Path(c.report) if c.report else out / f"report-{split}.json"
         write_report(report, metrics, names, {"split": split, "weights": str(c.restore_weights),
-                                              "arch": c.arch, "tta": c.tta})
+                                              "arch": c.arch, "tta": c.tta,
+                                              "tta_scales": list(c.tta_scales)})
         visualize.save_confusion_matrix(out / f"confusion-{split}.png",
                                         np.array(metrics["confusion_matrix"]), names)
         print(f"Report: {report}; confusion matrix: {out / f'confusion-{split}.png'}")
@@ -288,7 +289,7 @@ class FCN:
         from fcn_keras.pipeline import read_rgb
         c = self.config
         files = image_files(target)
-        predictor = Predictor(self.model, tta=c.tta, tile=c.tile)
+        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales)
         out = Path(c.output_dir)
         written = []
         for path in files:

@@ -82,6 +82,7 @@ class Config:
     output_dir: str = "prediction"
     tile: tuple[int, int] | None = None
     tta: str = "none"
+    tta_scales: tuple[float, ...] = (0.75, 1.0, 1.25)
     worst: int = 8
     # misc
     verbose: int = 1
@@ -128,6 +129,17 @@ def _size(text: str) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return height, width
+
+
+def _scales(text) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected scales such as 0.75,1,1.25, got {text!r}") \
+            from None
+    if not values or not all(0.25 <= v <= 4 for v in values):
+        raise argparse.ArgumentTypeError(f"scales must lie in [0.25, 4], got {text!r}")
+    return values
 
 
 def _scale_range(text: str) -> tuple[float, float]:
@@ -255,8 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder for predicted masks, overlays and figures")
     ev.add_argument("--tile", type=_size, default=None,
                     help="sliding-window prediction with HxW windows (overlapping)")
-    ev.add_argument("--tta", choices=("none", "flip"), default="none",
-                    help="test-time augmentation")
+    ev.add_argument("--tta", choices=("none", "flip", "ms-flip"), default="none",
+                    help="test-time augmentation: flip averages the image and its mirror; "
+                    "ms-flip also does so at --tta-scales")
+    ev.add_argument("--tta-scales", type=_scales, default=(0.75, 1.0, 1.25),
+                    help="image scales for --tta ms-flip, e.g. 0.5,0.75,1,1.25,1.5")
     ev.add_argument("--worst", type=int, default=8, help="with --plot: overlays of N worst images")
     ev.add_argument("--export", metavar="DIR",
                     help="export the model (SavedModel, .keras; ONNX if tf2onnx is installed)")

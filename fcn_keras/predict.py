@@ -1,5 +1,6 @@
 """Turning images into label maps: batched whole-image prediction, sliding-window (tiled)
-prediction with averaged overlaps as in the d2l chapter, and flip test-time augmentation.
+prediction with averaged overlaps as in the d2l chapter, and test-time augmentation: flip, or
+several scales each with its flip (`ms-flip`, as DeepLab and PSPNet evaluate).
 
 The model already takes any size (it pads to its stride and crops back), so whole-image
 prediction needs no resizing. Tiling is for images too large to fit in memory at once.
@@ -11,13 +12,18 @@ import numpy as np
 import tensorflow as tf
 
 
+DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
+
+
 class Predictor:
     """Wraps a segmentation model with compiled inference functions."""
 
     def __init__(self, model, tta: str = "none", tile: tuple[int, int] | None = None,
-                 overlap: float = 1 / 3, jit: bool = False):
+                 overlap: float = 1 / 3, jit: bool = False,
+                 scales: tuple[float, ...] = DEFAULT_TTA_SCALES):
         self.model = model
         self.tta = tta
+        self.scales = tuple(scales) if tta == "ms-flip" else (1.0,)
         self.tile = tile
         self.overlap = overlap
         self.multiple = padding_multiple(model)
@@ -36,11 +42,21 @@ class Predictor:
         return np.stack([self._tiled(image) for image in images])
 
     def _call(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch, with flip TTA when asked."""
-        probs = self._padded_call(images)
-        if self.tta == "flip":
-            probs = (probs + self._padded_call(images[:, :, ::-1])[:, :, ::-1]) / 2.0
-        return probs
+        """Probabilities for a batch, with flip or multi-scale + flip TTA when asked: the
+        probabilities of every view, resized back to the image, are averaged."""
+        height, width = images.shape[1:3]
+        total = None
+        for scale in self.scales:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            view = images if scale == 1.0 else \
+                tf.image.resize(images, size, method="bilinear").numpy()
+            probs = self._padded_call(view)
+            if self.tta in ("flip", "ms-flip"):
+                probs = (probs + self._padded_call(view[:, :, ::-1])[:, :, ::-1]) / 2.0
+            if scale != 1.0:
+                probs = tf.image.resize(probs, (height, width), method="bilinear").numpy()
+            total = probs if total is None else total + probs
+        return total / len(self.scales)
 
     def _padded_call(self, images: np.ndarray) -> np.ndarray:
         """Run on a batch padded to the model's stride (static shapes, few traces)."""

@@ -106,6 +106,16 @@ def test_ctrl_c_stops_after_the_last_completed_epoch(tmp_path):
 
 def test_interrupt_guard_defers_the_first_ctrl_c_only():
     from fcn_keras.callbacks import InterruptGuard, TrainingInterrupted
+    # Start from Python's own handler: a shell running the suite in the background starts it
+    # with SIGINT ignored, and the guard rightly restores that state after the first Ctrl-C.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run_guard_twice(InterruptGuard, TrainingInterrupted)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def run_guard_twice(InterruptGuard, TrainingInterrupted):
     before = signal.getsignal(signal.SIGINT)
     with InterruptGuard() as guard:
         guard.check()  # nothing requested: no-op

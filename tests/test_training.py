@@ -123,6 +123,36 @@ def test_flip_tta_on_symmetric_model_is_identity():
                                Predictor(model).probabilities(image), atol=1e-5)
 
 
+def test_multi_scale_tta_on_a_pointwise_model_of_a_smooth_image():
+    """A pointwise model commutes with resizing up to interpolation error, so on a smooth image
+    every scale agrees with the plain prediction; each view is resized back to the image."""
+    from fcn_keras.predict import Predictor
+    model = pointwise_model()
+    rows, cols = np.mgrid[:41, :57] / 60.0
+    image = np.stack([rows, cols, (rows + cols) / 2], -1)[None].astype("float32")
+    plain = Predictor(model).probabilities(image)
+    multi = Predictor(model, tta="ms-flip", scales=(0.5, 1.0, 1.5)).probabilities(image)
+    assert multi.shape == plain.shape == (1, 41, 57, 3)
+    np.testing.assert_allclose(multi[:, 2:-2, 2:-2], plain[:, 2:-2, 2:-2], atol=2e-3)
+    one_scale = Predictor(model, tta="ms-flip", scales=(1.0,)).probabilities(image)
+    np.testing.assert_allclose(one_scale, Predictor(model, tta="flip").probabilities(image))
+
+
+def test_multi_scale_tta_averages_the_views():
+    """With a real network the views differ; the result is their mean, resized back."""
+    import tensorflow as tf
+    from fcn_keras.models import build_model
+    from fcn_keras.predict import Predictor
+    model, _ = build_model("fcn8s", n_classes=3, n=1, pyramid_filters=8)
+    image = np.random.default_rng(3).random((1, 48, 64, 3)).astype("float32")
+    flip = Predictor(model, tta="flip")
+    half = tf.image.resize(image, (24, 32)).numpy()
+    expected = (flip.probabilities(image) + tf.image.resize(
+        flip.probabilities(half), (48, 64)).numpy()) / 2
+    multi = Predictor(model, tta="ms-flip", scales=(1.0, 0.5)).probabilities(image)
+    np.testing.assert_allclose(multi, expected, atol=1e-5)
+
+
 def test_model_predicting_the_truth_scores_one(tmp_path):
     """score_split on a predictor that returns the ground truth gives 1.0 everywhere."""
     import tensorflow as tf
