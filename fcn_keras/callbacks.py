@@ -136,7 +136,9 @@ class AccuracyCallback(keras.callbacks.Callback):
         """Evaluate (chief), save the best weights, the history and the resumable state of a
         completed epoch (0-based); returns the validation metrics ({} on other workers)."""
         train_time = time.time() - (self._start or time.time())
+        val_start = time.time()
         metrics = self.evaluate_fn() if self.chief else {}
+        val_time = time.time() - val_start
         miou = float(self.share(metrics.get("mean_iou", -1.0)))
         improved = miou > self.best
         if improved:
@@ -145,7 +147,7 @@ class AccuracyCallback(keras.callbacks.Callback):
         if self.chief:
             record = {"epoch": epoch, "loss": loss,
                       "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-                      "epoch_seconds": round(train_time, 2)}
+                      "epoch_seconds": round(train_time, 2), "val_seconds": round(val_time, 2)}
             record.update({f"val_{k}": v for k, v in metrics.items()})
             self.history_log.append(record)
         if self.state is not None:

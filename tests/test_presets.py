@@ -261,3 +261,34 @@ def test_time_limit_fits_the_schedule_into_the_limit():
     callback.on_train_begin()
     callback.on_epoch_end(0)
     assert short.epochs == 3   # never beyond the planned --epochs
+
+
+def test_ablation_script_writes_one_line_per_row(tmp_path):
+    """`scripts/ablation.sh DATA OUT ROW...`: each row trains within its budget and leaves one
+    JSON line (row, its flags, best val mIoU and epoch, minutes)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(__file__).resolve().parents[1]
+    data = _make_camvid(tmp_path / "camvid", np.random.default_rng(1))
+    out = tmp_path / "ablation"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+           "MINUTES": "0.01", "EXTRA": "--n 1 --height 64 --width 64 --batch-size 2 "
+           "--pyramid-filters 8 --no-mixed-precision",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["bash", str(root / "scripts" / "ablation.sh"), str(data), str(out),
+                           "preset", "no-aspp"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "ablation.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rows] == ["preset", "no-aspp"]
+    assert rows[1]["flags"] == "--context none"
+    for row in rows:
+        assert row["epochs"] == 1 and 0 <= row["best_val_miou"] <= 1 and row["minutes"] > 0
+    bad = subprocess.run(["bash", str(root / "scripts" / "ablation.sh"), str(data), str(out),
+                          "no-such-row"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "unknown row" in bad.stderr
