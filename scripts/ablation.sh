@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Ablation rows at a short fixed budget: each row is the preset with one change, trained for
 # MINUTES (default 15) with the cosine schedule fitted into them (--time-limit), val scored on
-# whole images after every epoch. One line per row goes to OUT/ablation.jsonl (row, flags, best
-# val mIoU, its epoch, epochs run, minutes of training and validation); the run's weights and
-# history stay in OUT/ROW/. EXTRA="flags" go to every row (before the row's own).
+# whole images after every epoch; the best weights are then scored on test (val when the
+# folder has no test split; with the preset's --tta). One line per row goes to
+# OUT/ablation.jsonl (row, flags, best val mIoU, its epoch, epochs run, minutes of training and
+# validation, the scored split and its mIoU);
+# weights, history and report stay in OUT/ROW/. EXTRA="flags" go to every row (before the
+# row's own). PRESET=quick runs the main job's recipe (rows about class weights do not apply).
 #
 #   scripts/ablation.sh DATA OUT [ROW ...]       # default: every row below
 #   PRESET=camvid MINUTES=15 scripts/ablation.sh /path/to/camvid runs/ablation preset no-aspp
@@ -36,16 +39,22 @@ for row in "${ROWS[@]}"; do
     read -r -a extra <<< "${FLAGS[$row]}"
     python fcn.py --train --preset "$PRESET" --data-path "$DATA" --save-dir "$OUT/$row" \
         --epochs 1000 --time-limit "$MINUTES" --verbose 2 ${EXTRA:-} "${extra[@]}"
+    weights=$(ls -t "$OUT/$row"/*-best-iou.weights.h5 | head -n 1)
+    python fcn.py --evaluate --preset "$PRESET" --data-path "$DATA" --restore-weights "$weights" \
+        --report "$OUT/$row/report.json" --output-dir "$OUT/$row" --verbose 0 ${EXTRA:-} \
+        "${extra[@]}" > /dev/null
     python - "$OUT/$row" "$row" "${FLAGS[$row]}" >> "$OUT/ablation.jsonl" <<'EOF'
 import json, sys
 from pathlib import Path
 folder, row, flags = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 history = json.loads(next(folder.glob("*-best-iou-history.json")).read_text())
+report = json.loads((folder / "report.json").read_text())
 best = max(history, key=lambda r: r["val_mean_iou"])
 print(json.dumps({"row": row, "flags": flags, "best_val_miou": round(best["val_mean_iou"], 4),
                   "best_epoch": best["epoch"], "epochs": len(history),
                   "minutes": round(sum(r["epoch_seconds"] + r.get("val_seconds", 0)
-                                       for r in history) / 60, 1)}))
+                                       for r in history) / 60, 1),
+                  "scored_split": report["split"], "scored_miou": round(report["mean_iou"], 4)}))
 EOF
     tail -n 1 "$OUT/ablation.jsonl"
 done

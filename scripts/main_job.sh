@@ -8,29 +8,26 @@
 #   bash scripts/main_job.sh                      # data/drinks -> runs/drinks
 #   DATA=/path/to/via/folder OUT=runs/mine bash scripts/main_job.sh
 #
-# Model: FCN-8s skip fusion plus a stride-4 skip (fcn4s) and a light ASPP context module on
-# the book's ResNet v2 made shallower (ResNet20v2, --n 2) with 128-filter pyramid levels,
-# batch-norm momentum 0.9, cross-entropy + Dice, colour jitter, bfloat16.
+# Model and recipe: the `quick` preset (fcn_keras/presets/quick.json): FCN-8s skip fusion plus a
+# stride-4 skip (fcn4s), a light ASPP context module and residual blocks on the pyramid, on the
+# book's ResNet v2 made shallower (ResNet20v2, --n 2); cross-entropy + Dice, colour jitter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/drinks}
 OUT=${OUT:-runs/$(basename "$DATA")}
 TRAIN_MINUTES=${TRAIN_MINUTES:-7.5}
-MODEL=(--arch fcn4s --context aspp --n 2 --pyramid-filters 128 --bn-momentum 0.9)
 NAME=$(basename "$DATA")
+COMMON=(--preset quick --data-path "$DATA" --dataset "$NAME")
 
 python utils/generate_gt_segmentation.py -p "$DATA" -j segmentation_train.json segmentation_test.json
 CROP=$(python utils/dataset_info.py "$DATA" --crop)
 echo "Training crop: $CROP"
-python fcn.py --train "${MODEL[@]}" --data-path "$DATA" --dataset "$NAME" \
-    --height "${CROP%x*}" --width "${CROP#*x}" --batch-size 8 --epochs ${EPOCHS:-1000} \
-    --time-limit "$TRAIN_MINUTES" --schedule cosine --loss ce+dice --color-jitter 0.2 \
-    --mixed-precision --seed 0 --save-dir "$OUT" --verbose 2
+python fcn.py --train "${COMMON[@]}" --height "${CROP%x*}" --width "${CROP#*x}" \
+    --epochs "${EPOCHS:-1000}" --time-limit "$TRAIN_MINUTES" --save-dir "$OUT" --verbose 2
 WEIGHTS="$OUT/fcn4s-ResNet20v2-3layer-$NAME-best-iou.weights.h5"
-python fcn.py --evaluate --restore-weights "$WEIGHTS" "${MODEL[@]}" --data-path "$DATA" \
-    --dataset "$NAME" --report "$OUT/report-test.json" --output-dir "$OUT" --plot --worst 4
-python fcn.py --evaluate --restore-weights "$WEIGHTS" "${MODEL[@]}" --data-path "$DATA" \
-    --dataset "$NAME" --image-file "$(python utils/dataset_info.py "$DATA" --test-image)" \
-    --output-dir "$OUT/prediction"
+python fcn.py --evaluate "${COMMON[@]}" --restore-weights "$WEIGHTS" \
+    --report "$OUT/report-test.json" --output-dir "$OUT" --plot --worst 4
+python fcn.py --evaluate "${COMMON[@]}" --restore-weights "$WEIGHTS" \
+    --image-file "$(python utils/dataset_info.py "$DATA" --test-image)" --output-dir "$OUT/prediction"
 python utils/plot_history.py "${WEIGHTS%.weights.h5}-history.json" --out "$OUT/history.png"
 echo "Done: weights $WEIGHTS, report $OUT/report-test.json, pictures in $OUT"

@@ -289,6 +289,7 @@ def test_ablation_script_writes_one_line_per_row(tmp_path):
     assert rows[1]["flags"] == "--context none"
     for row in rows:
         assert row["epochs"] == 1 and 0 <= row["best_val_miou"] <= 1 and row["minutes"] > 0
+        assert row["scored_split"] == "test" and 0 <= row["scored_miou"] <= 1
     bad = subprocess.run(["bash", str(root / "scripts" / "ablation.sh"), str(data), str(out),
                           "no-such-row"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "unknown row" in bad.stderr
