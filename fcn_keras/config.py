@@ -15,6 +15,7 @@ from pathlib import Path
 from fcn_keras import presets
 from fcn_keras.backbones import BACKBONES
 from fcn_keras.errors import ConfigError
+from fcn_keras.losses import LOSSES
 from fcn_keras.models import ARCHS, CONTEXTS
 
 
@@ -239,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default="book", help="book: halve after epoch 40, /10 after 60, /20 "
                        "after 80 (lr_scheduler)")
     train.add_argument("--warmup-epochs", type=int, default=0)
-    train.add_argument("--loss", choices=("ce", "dice", "ce+dice"), default="ce")
+    train.add_argument("--loss", choices=LOSSES, default="ce",
+                       help="ce: cross-entropy (class-weighted with --class-weights); dice; "
+                       "lovasz: Lovász-softmax, a surrogate of the IoU; ce+dice, ce+lovasz: sums")
     train.add_argument("--class-weights", default="none",
                        help="none, median-freq, median-freq-sqrt (its square root: milder), "
                        "or a JSON file with one weight per class")

@@ -1,5 +1,5 @@
 """Segmentation losses that skip ignored pixels: cross-entropy (optionally class-weighted), Dice,
-and their sum. Labels are sparse class indices; any label >= n_classes (the ignore index, 255 or
+the Lovász-softmax (a convex surrogate of the IoU itself), and sums of cross-entropy with either. Labels are sparse class indices; any label >= n_classes (the ignore index, 255 or
 CamVid's void 11) contributes nothing.
 """
 
@@ -14,6 +14,8 @@ import keras
 from keras import ops
 
 from fcn_keras.errors import ConfigError
+
+LOSSES = ("ce", "dice", "ce+dice", "lovasz", "ce+lovasz")
 
 
 def _labels(y_true, n_classes):
@@ -36,7 +38,7 @@ class SegmentationLoss(keras.losses.Loss):
     def __init__(self, n_classes, kind="ce", class_weights=None, name="segmentation_loss",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        if kind not in ("ce", "dice", "ce+dice"):
+        if kind not in LOSSES:
             raise ConfigError(f"unknown --loss {kind!r}")
         self.n_classes = int(n_classes)
         self.kind = kind
@@ -47,7 +49,7 @@ class SegmentationLoss(keras.losses.Loss):
         probs = ops.cast(y_pred, "float32")
         batch = ops.cast(ops.shape(probs)[0], "float32")
         total = 0.0
-        if self.kind in ("ce", "ce+dice"):
+        if self.kind in ("ce", "ce+dice", "ce+lovasz"):
             picked = ops.take_along_axis(probs, ops.expand_dims(labels, -1), axis=-1)[..., 0]
             ce = -ops.log(ops.clip(picked, 1e-7, 1.0))
             weights = valid
@@ -58,6 +60,9 @@ class SegmentationLoss(keras.losses.Loss):
             total = per_sample * batch / ops.maximum(ops.sum(weights), 1e-6)
         if self.kind in ("dice", "ce+dice"):
             total = total + dice_loss(labels, valid, probs, self.n_classes) * ops.ones_like(
+                probs[:, 0, 0, 0])
+        if self.kind in ("lovasz", "ce+lovasz"):
+            total = total + lovasz_softmax(labels, valid, probs, self.n_classes) * ops.ones_like(
                 probs[:, 0, 0, 0])
         return total
 
@@ -75,6 +80,35 @@ def dice_loss(labels, valid, probs, n_classes, smooth=1.0):
     dice = (2.0 * inter + smooth) / (sums + smooth)
     present = ops.cast(ops.sum(one_hot, axis=(0, 1, 2)) > 0, "float32")
     return 1.0 - ops.sum(dice * present) / ops.maximum(ops.sum(present), 1.0)
+
+
+def lovasz_softmax(labels, valid, probs, n_classes):
+    """The Lovász-softmax loss (Berman et al., CVPR 2018) over the batch's valid pixels: for each
+    class present in the ground truth, the errors |truth - p| sorted in decreasing order, dotted
+    with the gradient of the Lovász extension of the Jaccard loss; then the mean over classes.
+
+    Ignored pixels get error 0 and no truth, so they sort last and add nothing (the Jaccard
+    terms of a position depend only on the positions before it).
+    """
+    probs = ops.reshape(probs, (-1, n_classes))
+    labels = ops.reshape(labels, (-1,))
+    valid = ops.reshape(valid, (-1,))
+    count = ops.shape(labels)[0]
+    losses, present = [], []
+    for c in range(n_classes):
+        truth = ops.cast(labels == c, "float32") * valid
+        errors = ops.abs(truth - probs[:, c]) * valid
+        errors_sorted, order = ops.top_k(errors, k=count)
+        truth_sorted = ops.take(truth, order)
+        total = ops.sum(truth_sorted)
+        intersection = total - ops.cumsum(truth_sorted)
+        union = total + ops.cumsum(1.0 - truth_sorted)
+        jaccard = 1.0 - intersection / ops.maximum(union, 1e-6)
+        grad = ops.concatenate([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        losses.append(ops.sum(errors_sorted * ops.stop_gradient(grad)))
+        present.append(ops.cast(total > 0, "float32"))
+    losses, present = ops.stack(losses), ops.stack(present)
+    return ops.sum(losses * present) / ops.maximum(ops.sum(present), 1.0)
 
 
 def median_frequency_weights(pixel_counts, image_counts=None, power=1.0) -> list[float]:
