@@ -25,6 +25,7 @@ from fcn_keras.metrics import format_table
 from fcn_keras.models import build_model
 from fcn_keras.pipeline import DataGenerator, PipelineOptions, names_unreadable_files
 from fcn_keras.predict import Predictor, padding_multiple
+from fcn_keras.sidecar import beside, write_settings
 from fcn_keras.strategy import choose_strategy, is_chief
 from fcn_keras import distributed, hooks, visualize
 
@@ -68,7 +69,7 @@ class FCN:
     def _classes_file(self) -> Path | None:
         if self.config.restore_weights:
             weights = resolve_weights_path(self.config)
-            candidate = weights.with_name(weights.name.split(".")[0] + ".classes.json")
+            candidate = beside(weights, ".classes.json")
             if candidate.exists():
                 return candidate
         return None
@@ -234,9 +235,10 @@ class FCN:
         return history, state, initial_epoch
 
     def _save_classes(self) -> None:
+        """The classes and the model settings beside the weights (`fcn_keras.sidecar`)."""
         if is_chief():
-            self.classes.save(self.weights_path.with_name(
-                self.weights_path.name.split(".")[0] + ".classes.json"))
+            self.classes.save(beside(self.weights_path, ".classes.json"))
+            write_settings(self.weights_path, self.config, self.classes.n_classes)
 
     def _score(self, predictor, dataset, on_image=None) -> dict:
         return score_split(predictor, dataset, self.classes.n_classes,

@@ -348,15 +348,31 @@ def check_training_size(config: Config, stride: int) -> None:
 
 
 def parse_args(argv=None) -> Config:
-    """Parse the command line into a validated `Config`."""
+    """Parse the command line into a validated `Config`.
+
+    Evaluating or predicting with weights that have their model settings beside them
+    (`fcn_keras.sidecar`) takes the model options from there."""
+    from fcn_keras.sidecar import apply_settings
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
+    given = given_options(argv)
     if known.preset:
-        parser.set_defaults(**presets.load_preset(known.preset, parser))
+        preset = presets.load_preset(known.preset, parser)
+        parser.set_defaults(**preset)
+        given |= set(preset)
     args = vars(parser.parse_args(argv))
     if args.get("lr") is None:
         args["lr"] = 1e-2 if args["optimizer"] == "sgd" else 1e-3
-    return validate(Config(**args))
+    return validate(apply_settings(validate(Config(**args)), given))
+
+
+def given_options(argv) -> set[str]:
+    """The Config fields that the command line sets explicitly (not left to a default)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    known, _ = parser.parse_known_args(argv)
+    return set(vars(known))
 
 
 def resolve_weights_path(config: Config) -> Path:
