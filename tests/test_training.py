@@ -80,8 +80,12 @@ def test_weights_for_another_class_count_are_refused(tmp_path):
     config = config_for(tmp_path, "--train", "--epochs", "1")
     FCN(config).train()
     weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+    with pytest.raises(ConfigError, match="trained with --head-filters 16"):   # the settings
+        config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
+                   "--head-filters", "8")
+    (tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.model.json").unlink()
     other = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
-                           "--head-filters", "8"))
+                           "--head-filters", "8"))   # without them: the load says it
     with pytest.raises(ConfigError, match="does not fit this model"):
         other.restore_weights()
 
