@@ -634,6 +634,12 @@ def test_class_weights_file_must_hold_finite_weights(tmp_path):
                  id="cli-greyscale-with-imagenet-backbone"),
     pytest.param(["--train", "--val-fraction", "1"], "--val-fraction must be in [0, 1)",
                  id="cli-val-fraction-one"),
+    pytest.param(["--train", "--color-jitter", "1.5"], "--color-jitter must be in [0, 1)",
+                 id="cli-color-jitter-too-strong"),
+    pytest.param(["--train", "--pyramid-blocks", "-1"], "--pyramid-blocks must be 0 or more",
+                 id="cli-pyramid-blocks-negative"),
+    pytest.param(["--train", "--context", "aspp"], "--context aspp applies to the skip-fusion",
+                 id="cli-context-with-the-book-head"),
 ])
 def test_cli_combination_is_refused(capsys, argv, fragment):
     assert cli.main(argv) == 2
@@ -646,6 +652,9 @@ def test_cli_combination_is_refused(capsys, argv, fragment):
     pytest.param(["--train", "--tile", "big"], id="cli-tile-not-a-size"),
     pytest.param(["--train", "--scale-range", "2,1"], id="cli-scale-range-reversed"),
     pytest.param(["--train", "--arch", "unet"], id="cli-unknown-arch"),
+    pytest.param(["--evaluate", "--tta-scales", "0.1,1"], id="cli-tta-scale-too-small"),
+    pytest.param(["--evaluate", "--tta-scales", "big"], id="cli-tta-scales-not-numbers"),
+    pytest.param(["--train", "--context", "psp"], id="cli-unknown-context"),
 ])
 def test_cli_value_is_refused_by_the_parser(capsys, argv):
     with pytest.raises(SystemExit) as info:
