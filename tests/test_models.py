@@ -178,8 +178,8 @@ def test_shipped_fcn8s_weights_still_load(tmp_path):
     """The skip-fusion builder now serves fcn8s and fcn4s: layer names must not have moved."""
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "weights" / \
-        "fcn8s-ResNet20v2-3layer-drinks-best-iou.weights.h5"
-    model, _ = build_model("fcn8s", n_classes=4, n=2, pyramid_filters=128)
+        "fcn8s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
+    model, _ = build_model("fcn8s", n_classes=11, n=2, pyramid_filters=128)
     model.load_weights(str(path))
 
 
