@@ -32,9 +32,9 @@ def test_first_camvid_preset_still_builds_its_shipped_model():
 
 def test_command_line_wins_over_preset():
     config = parse_args(["--preset", "camvid", "--train", "--epochs", "3", "--arch", "fcn",
-                         "--verbose", "0"])
+                         "--context", "none", "--verbose", "0"])
     assert config.epochs == 3 and config.arch == "fcn" and config.verbose == 0
-    assert config.n == 2  # untouched preset values stay
+    assert config.context == "none" and config.n == 2  # untouched preset values stay
 
 
 def test_preset_from_a_file(tmp_path):
