@@ -141,7 +141,7 @@ class FCN:
         if initial_epoch >= c.epochs:
             log(c, f"Nothing to do: the run already completed {initial_epoch} epochs")
             return
-        self._save_classes()
+        self._save_sidecars()
         nan_guard = NanGuard()
         self.schedule = self._schedule()
         self.time_limit = TimeLimit(c.time_limit, schedule=self.schedule) if c.time_limit \
@@ -234,7 +234,7 @@ class FCN:
             history.load(up_to_epoch=initial_epoch)
         return history, state, initial_epoch
 
-    def _save_classes(self) -> None:
+    def _save_sidecars(self) -> None:
         """The classes and the model settings beside the weights (`fcn_keras.sidecar`)."""
         if is_chief():
             self.classes.save(beside(self.weights_path, ".classes.json"))

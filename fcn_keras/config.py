@@ -16,7 +16,7 @@ from fcn_keras import presets
 from fcn_keras.backbones import BACKBONES
 from fcn_keras.errors import ConfigError
 from fcn_keras.losses import LOSSES
-from fcn_keras.models import ARCHS, CONTEXTS
+from fcn_keras.models import ARCHS, CONTEXTS, check_context
 
 
 @dataclass
@@ -308,9 +308,7 @@ def validate(config: Config) -> Config:
                           "images are decoded to that many channels")
     if config.channels != 3 and config.backbone != "resnet":
         raise ConfigError(f"--backbone {config.backbone} takes RGB images: use --channels 3")
-    if config.context != "none" and config.arch not in ("fcn8s", "fcn4s"):
-        raise ConfigError(f"--context {config.context} applies to the skip-fusion heads "
-                          f"(--arch fcn8s or fcn4s), not --arch {config.arch}")
+    check_context(config.arch, config.context)
     if config.pyramid_blocks < 0:
         raise ConfigError(f"--pyramid-blocks must be 0 or more, got {config.pyramid_blocks}")
     if not 0 < config.bn_momentum < 1:

@@ -118,6 +118,15 @@ def set_bn_momentum(model, momentum: float) -> None:
             layer.momentum = momentum
 
 
+def check_context(arch: str, context: str) -> None:
+    """The context module sits on the skip-fusion heads' stride-32 features only."""
+    if context not in CONTEXTS:
+        raise ConfigError(f"unknown --context {context!r}; choose one of {', '.join(CONTEXTS)}")
+    if context != "none" and arch not in ("fcn8s", "fcn4s"):
+        raise ConfigError(f"--context {context} applies to the skip-fusion heads (--arch fcn8s "
+                          f"or fcn4s), not --arch {arch}")
+
+
 def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
     """Wrap `core` so it accepts any height and width: pad to `stride`, run, crop back."""
     inputs = keras.Input(shape=(None, None, channels), name="image")
@@ -138,11 +147,7 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
     batch normalisations compute as Keras' own layers do (same weights and results, slower on
     CPU; see `fcn_keras.layers.set_fast_layers`).
     """
-    if context not in CONTEXTS:
-        raise ConfigError(f"unknown --context {context!r}; choose one of {', '.join(CONTEXTS)}")
-    if context != "none" and arch not in ("fcn8s", "fcn4s"):
-        raise ConfigError(f"--context {context} applies to the skip-fusion heads (--arch fcn8s "
-                          f"or fcn4s), not --arch {arch}")
+    check_context(arch, context)
     if arch not in ARCHS:
         raise ConfigError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if n_classes < 2:

@@ -69,14 +69,15 @@ def apply_settings(config, given: set[str]):
     if config.train or not config.restore_weights:
         return config
     from fcn_keras.config import resolve_weights_path
-    saved = read_settings(resolve_weights_path(config))
+    weights = resolve_weights_path(config)
+    saved = read_settings(weights)
     if saved is None:
         return config
     for name, value in saved.items():
         if name in given and getattr(config, name) != value:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(
-                f"{settings_path(resolve_weights_path(config))}: the weights were trained with "
+                f"{settings_path(weights)}: the weights were trained with "
                 f"{flag} {value}, but {flag} {getattr(config, name)} was given; drop the flag "
                 "(the saved settings rebuild the model) or give the weights of that model")
     return config.replace(**saved)
