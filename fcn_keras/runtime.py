@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 
 def configure_runtime(config) -> None:
@@ -13,6 +14,10 @@ def configure_runtime(config) -> None:
         os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
         keras.utils.set_random_seed(config.seed)
     mixed = use_mixed_precision(config.mixed_precision)
+    if mixed and config.mixed_precision and not native_low_precision():
+        warnings.warn("--mixed-precision on a CPU without AVX512-BF16 or AMX: bfloat16 is "
+                      "emulated here and runs several times slower than float32 (leave the "
+                      "flag out to choose by hardware)", stacklevel=2)
     keras.mixed_precision.set_global_policy(mixed_precision_policy() if mixed else "float32")
 
 

@@ -18,7 +18,7 @@ def test_camvid_preset_is_shipped_and_parses():
     assert (config.height, config.width, config.batch_size) == (288, 384, 8)
     assert config.class_weights == "median-freq-sqrt" and config.loss == "ce+dice"
     assert config.color_jitter == 0.2 and config.schedule == "cosine"
-    assert config.mixed_precision is True and config.time_limit <= 120 and config.tta == "flip"
+    assert config.mixed_precision is None and config.time_limit <= 120 and config.tta == "flip"
     assert config.data_format == "camvid" and config.data_path == "/somewhere"
     assert config.weights_name == "fcn4s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
 
@@ -138,7 +138,8 @@ def test_configure_runtime_resets_the_policy():
 
     from fcn_keras.runtime import configure_runtime
 
-    configure_runtime(parse_args(["--train", "--mixed-precision"]))
+    with pytest.warns(UserWarning, match="emulated"):
+        configure_runtime(parse_args(["--train", "--mixed-precision"]))
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     configure_runtime(parse_args(["--train"]))   # auto, patched to "no native support"
     assert keras.mixed_precision.global_policy().name == "float32"
