@@ -127,18 +127,29 @@ def check_context(arch: str, context: str) -> None:
                           f"or fcn4s), not --arch {arch}")
 
 
-def with_any_size(core: keras.Model, stride: int, channels: int) -> keras.Model:
-    """Wrap `core` so it accepts any height and width: pad to `stride`, run, crop back."""
+def with_any_size(core: keras.Model, stride: int, channels: int,
+                  downsample: int = 1) -> keras.Model:
+    """Wrap `core` so it accepts any height and width: pad to `stride`, run, crop back.
+
+    With `downsample` F > 1 the core sees the image averaged over FxF blocks (F^2 times less
+    compute per image, the same weights) and its class probabilities are upsampled back
+    bilinearly to the input's size, the usual trade of detail for speed on large, smooth objects.
+    """
     inputs = keras.Input(shape=(None, None, channels), name="image")
-    padded = PadToMultiple(stride, name="pad_to_stride")(inputs)
-    outputs = CropLike(name="crop_to_input")([core(padded), inputs])
+    x = PadToMultiple(stride * downsample, name="pad_to_stride")(inputs)
+    if downsample > 1:
+        x = keras.layers.AveragePooling2D(downsample, name="downsample_input")(x)
+    x = core(x)
+    if downsample > 1:
+        x = BilinearUpSampling2D(downsample, name="upsample_output")(x)
+    outputs = CropLike(name="crop_to_input")([x, inputs])
     return keras.Model(inputs, outputs, name=core.name)
 
 
 def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=3,
                 resnet_version=2, n=6, backbone_weights=None, head_filters=256, l2=1e-4,
                 any_size=True, pyramid_filters=512, bn_momentum=0.99, fast_layers=True,
-                context="none", pyramid_blocks=0):
+                context="none", pyramid_blocks=0, downsample=1):
     """Build a segmentation model from the options `fcn.py` exposes.
 
     Returns `(model, backbone)`. With `any_size=True` (the default) the model takes images of any
@@ -167,5 +178,7 @@ def build_model(arch="fcn", n_classes=4, channels=3, backbone="resnet", layers_=
     set_bn_momentum(core, bn_momentum)
     set_fast_layers(core, fast_layers)
     if not any_size:
+        if downsample != 1:
+            raise ConfigError("--downsample needs the any-size wrapper (any_size=True)")
         return core, bb
-    return with_any_size(core, network_stride(arch, bb), channels), bb
+    return with_any_size(core, network_stride(arch, bb), channels, downsample), bb

@@ -18,7 +18,7 @@ from fcn_keras.io_utils import atomic_write_text
 
 # The Config fields that shape the network (bn_momentum and fast_layers do not change weights).
 MODEL_FIELDS = ("arch", "backbone", "layers", "resnet_version", "n", "head_filters",
-                "pyramid_filters", "pyramid_blocks", "context", "channels")
+                "pyramid_filters", "pyramid_blocks", "context", "channels", "downsample")
 FORMAT = "fcn-keras-model/1"
 
 

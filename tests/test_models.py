@@ -190,3 +190,27 @@ def test_keras_file_round_trip_with_context(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     x = np.random.rand(1, 40, 70, 3).astype("float32")
     np.testing.assert_allclose(reloaded(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_downsample_runs_the_same_network_on_a_smaller_image(tmp_path):
+    """--downsample 2: the core sees the 2x2-averaged image (padded to stride x 2), and its
+    probabilities come back bilinearly upsampled to the input's size; same weights as F=1."""
+    model, _ = build_model("fcn8s", n_classes=3, n=1, pyramid_filters=8, downsample=2)
+    plain, _ = build_model("fcn8s", n_classes=3, n=1, pyramid_filters=8)
+    assert model.count_params() == plain.count_params()
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in plain.get_weights()]
+    core = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    x = np.random.default_rng(0).random((2, 70, 90, 3)).astype("float32")
+    out = model(x).numpy()
+    assert out.shape == (2, 70, 90, 3)
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, atol=1e-4)
+    padded = np.pad(x, [(0, 0), (0, 128 - 70), (0, 128 - 90), (0, 0)])
+    small = padded.reshape(2, 64, 2, 64, 2, 3).mean(axis=(2, 4))
+    expected = tf.image.resize(core(small), (128, 128), method="bilinear").numpy()[:, :70, :90]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    for height, width in SIZES:
+        assert model(np.zeros((1, height, width, 3), "float32")).shape == (1, height, width, 3)
+    plain.save_weights(str(tmp_path / "plain.weights.h5"))   # the weights files interchange
+    model.load_weights(str(tmp_path / "plain.weights.h5"))
+    plain_core = next(layer for layer in plain.layers if isinstance(layer, keras.Model))
+    np.testing.assert_allclose(core(small).numpy(), plain_core(small).numpy(), atol=1e-6)
