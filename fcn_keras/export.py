@@ -63,6 +63,11 @@ def compact_weights(source: str | Path, target: str | Path) -> None:
 
 
 def export_model(model, directory: Path, classes, config) -> list[Path]:
+    """Write `model.keras`, `saved_model/` (any input size), `model.tflite` (float32),
+    `model-int8.tflite` (dynamic-range int8 weights) and, with tf2onnx installed, `model.onnx`,
+    plus `classes.json`. Each file maps an (N, H, W, C) float32 [0, 1] batch to per-pixel class
+    probabilities; `load_export` reads any of them back (tests/test_export.py checks that their
+    masks agree with the Keras model's)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     keras_path = directory / "model.keras"
@@ -70,17 +75,18 @@ def export_model(model, directory: Path, classes, config) -> list[Path]:
     written.append(keras_path)
     saved_model = directory / "saved_model"
     try:
-        model.export(str(saved_model), format="tf_saved_model")
+        model.export(str(saved_model), format="tf_saved_model", verbose=False)
         written.append(saved_model)
     except Exception as exc:  # export needs the TF backend
         raise ConfigError(f"could not export a SavedModel to {saved_model}: {exc}") from None
+    for name, int8 in (("model.tflite", False), ("model-int8.tflite", True)):
+        written.append(export_tflite(saved_model, directory / name, int8=int8))
     classes.save(directory / "classes.json")
     written.append(directory / "classes.json")
     try:
         import tf2onnx  # noqa: F401
     except ImportError:
-        print("ONNX not written: pip install tf2onnx to get model.onnx. (TFLite: convert "
-              f"{saved_model} with tf.lite.TFLiteConverter.from_saved_model.)")
+        print("ONNX not written: pip install tf2onnx to get model.onnx.")
     else:
         import tensorflow as tf
         spec = (tf.TensorSpec((None, None, None, config.channels), tf.float32, name="image"),)
@@ -91,3 +97,77 @@ def export_model(model, directory: Path, classes, config) -> list[Path]:
     for path in written:
         print(f"Exported {path}")
     return written
+
+
+def export_tflite(saved_model: Path, path: Path, int8: bool = False) -> Path:
+    """Convert a SavedModel to TFLite (input height and width stay free: the interpreter is
+    resized per image). `int8`: dynamic-range quantisation, weights stored as int8 (a quarter
+    of the size), activations computed in float."""
+    import tensorflow as tf
+
+    from fcn_keras.io_utils import atomic_path
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and others
+        raise ConfigError(f"could not convert {saved_model} to TFLite: "
+                          f"{str(exc).splitlines()[0][:300]}") from None
+    with atomic_path(path) as scratch:
+        Path(scratch).write_bytes(flatbuffer)
+    return path
+
+
+class TFLiteModel:
+    """A `.tflite` file called like a Keras model: (N, H, W, C) float32 -> probabilities."""
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=None)
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.shape = None
+
+    def __call__(self, images):
+        import numpy as np
+        images = np.ascontiguousarray(images, np.float32)
+        if self.shape != images.shape:
+            self.interpreter.resize_tensor_input(self.input, images.shape, strict=False)
+            self.interpreter.allocate_tensors()
+            self.shape = images.shape
+        self.interpreter.set_tensor(self.input, images)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output)
+
+
+class SavedModelFunction:
+    """A SavedModel's serving function called like a Keras model."""
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+        self.function = tf.saved_model.load(str(path)).serve
+
+    def __call__(self, images):
+        import tensorflow as tf
+        return self.function(tf.constant(images, tf.float32)).numpy()
+
+
+def load_export(path: Path):
+    """A callable (N, H, W, C) float32 -> probabilities for any exported file or folder."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return TFLiteModel(path)
+    if path.suffix == ".keras":
+        import keras
+
+        import fcn_keras.layers  # noqa: F401  (registers the custom layers)
+        model = keras.saving.load_model(path, compile=False)
+        return lambda images: model(images, training=False).numpy()
+    if path.suffix == ".onnx":
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(path))
+        name = session.get_inputs()[0].name
+        return lambda images: session.run(None, {name: images.astype("float32")})[0]
+    return SavedModelFunction(path)
