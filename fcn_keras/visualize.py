@@ -48,6 +48,11 @@ def save_rgb(path, array: np.ndarray) -> None:
 
 def save_comparison(path, image, truth, prediction, colors, ignore_index, title="") -> None:
     """Image | ground truth | prediction, side by side, for a visual check."""
+    save_png(path, comparison_png(image, truth, prediction, colors, ignore_index, title))
+
+
+def comparison_png(image, truth, prediction, colors, ignore_index, title="") -> bytes:
+    """`save_comparison`'s figure as PNG bytes."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     panels = (image, colorize(truth, colors, ignore_index),
@@ -58,13 +63,16 @@ def save_comparison(path, image, truth, prediction, colors, ignore_index, title=
         axis.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+    return figure_png(fig, dpi=80)
 
 
 def save_confusion_matrix(path, matrix: np.ndarray, names) -> None:
     """Row-normalised confusion matrix (rows: truth) with the class names."""
+    save_png(path, confusion_matrix_png(matrix, names))
+
+
+def confusion_matrix_png(matrix: np.ndarray, names) -> bytes:
+    """`save_confusion_matrix`'s figure as PNG bytes."""
     plt = _pyplot()
     matrix = np.asarray(matrix, np.float64)
     rows = matrix.sum(axis=1, keepdims=True)
@@ -84,13 +92,16 @@ def save_confusion_matrix(path, matrix: np.ndarray, names) -> None:
     fig.colorbar(shown, ax=axis, fraction=0.046)
     axis.set_title("confusion matrix (row-normalised)")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    return figure_png(fig)
 
 
 def plot_history(records: list[dict], path) -> None:
     """Loss, validation mIoU and pixel accuracy per epoch."""
+    save_png(path, history_png(records))
+
+
+def history_png(records: list[dict]) -> bytes:
+    """`plot_history`'s figure as PNG bytes."""
     plt = _pyplot()
     epochs = [r["epoch"] + 1 for r in records]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -105,6 +116,38 @@ def plot_history(records: list[dict], path) -> None:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(Path(path), suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
+    return figure_png(fig)
+
+
+def per_class_iou_png(per_class_iou: list, names) -> bytes:
+    """Horizontal bars of each class's IoU (classes without one, absent everywhere, left empty)."""
+    plt = _pyplot()
+    values = [np.nan if v is None else v for v in per_class_iou]
+    fig, axis = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    axis.barh(range(len(names)), values, color="#3b75af")
+    axis.set_yticks(range(len(names)), names)
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("IoU")
+    for index, value in enumerate(values):
+        if not np.isnan(value):
+            axis.text(min(value + 0.01, 0.93), index, f"{value:.3f}", va="center", fontsize=8)
+    axis.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def figure_png(fig, dpi: int = 90) -> bytes:
+    """Render a Matplotlib figure to PNG bytes and close it."""
+    import io
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
+    return buffer.getvalue()
+
+
+def save_png(path, data: bytes) -> None:
+    """Write PNG bytes atomically."""
+    with atomic_path(Path(path), suffix=".png") as tmp:
+        Path(tmp).write_bytes(data)
