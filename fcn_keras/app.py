@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras.api import Segmenter
 from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard, TimeLimit,
                                  TrainingInterrupted, TrainingState, make_schedule)
 from fcn_keras.classes import ClassInfo
@@ -261,7 +262,7 @@ class FCN:
                             self.dataset.splits["test"] else "val")
         generator = self.generator(split, training=False)
         predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales)
-        worst = WorstImages(c.worst if c.plot else 0)
+        worst = WorstImages(c.worst if c.plot or c.html else 0)
         start = time.time()
         metrics = self._score(predictor, generator.dataset(), worst)
         seconds = time.time() - start
@@ -276,14 +277,28 @@ class FCN:
         visualize.save_confusion_matrix(out / f"confusion-{split}.png",
                                         np.array(metrics["confusion_matrix"]), names)
         print(f"Report: {report}; confusion matrix: {out / f'confusion-{split}.png'}")
-        for rank, (miou, index, image, truth, prediction) in enumerate(worst.items):
+        for rank, (miou, index, image, truth, prediction) in enumerate(
+                worst.items if c.plot else []):
             stem = generator.samples[index].stem
             visualize.save_comparison(out / f"worst-{rank + 1:02d}-{stem}.png", image, truth,
                                       prediction, self.classes.colors, self.classes.ignore_index,
                                       f"{stem}: mIoU {miou:.3f}")
-        if worst.items:
+        if worst.items and c.plot:
             print(f"Overlays of the {len(worst.items)} worst images in {out}")
+        if c.html:
+            self._write_html(metrics, split, generator, worst)
         return metrics
+
+    def _write_html(self, metrics, split, generator, worst) -> None:
+        from fcn_keras.html_report import load_history, write_html_report
+        c = self.config
+        weights = resolve_weights_path(c) if c.restore_weights else self.weights_path
+        items = [(miou, generator.samples[index].stem, image, truth, prediction)
+                 for miou, index, image, truth, prediction in worst.items]
+        page = write_html_report(c.html, metrics, self.classes,
+                                 {"split": split, "weights": weights, "tta": c.tta}, items,
+                                 load_history(weights))
+        print(f"HTML report: {page}")
 
     # prediction ------------------------------------------------------------------------------
     def predict_files(self, target: str) -> list[Path]:
@@ -291,12 +306,13 @@ class FCN:
         from fcn_keras.pipeline import read_rgb
         c = self.config
         files = image_files(target)
-        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales)
+        segmenter = Segmenter(self.model, self.classes, tta=c.tta, tile=c.tile,
+                              tta_scales=c.tta_scales, channels=c.channels)
         out = Path(c.output_dir)
         written = []
         for path in files:
             image = read_rgb(path, c.channels)
-            labels = predictor.labels(image[None].astype(np.float32) / 255.0)[0]
+            labels = segmenter.predict(image)
             mask_path = out / f"{path.stem}-mask.png"
             write_index_png(mask_path, labels, self.classes.palette())
             visualize.save_rgb(out / f"{path.stem}-overlay.png",
@@ -332,8 +348,7 @@ def load_weights(model, path: Path, config: Config) -> None:
     if not path.exists():
         raise ConfigError(f"{path}: weights file not found")
     check_weights_file(path)
-    core = model.layers[-2] if len(model.layers) >= 3 and isinstance(
-        model.layers[-2], keras.Model) else None
+    core = next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
     errors = []
     for target in (model, core):
         if target is None:

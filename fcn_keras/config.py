@@ -40,6 +40,7 @@ class Config:
     fast_layers: bool = True
     context: str = "none"
     pyramid_blocks: int = 0
+    downsample: int = 1
     height: int = 480
     width: int = 640
     channels: int = 3
@@ -79,6 +80,7 @@ class Config:
     # evaluation / prediction
     split: str | None = None
     report: str | None = None
+    html: str | None = None
     image_file: str | None = None
     output_dir: str = "prediction"
     tile: tuple[int, int] | None = None
@@ -116,7 +118,7 @@ class Config:
                     backbone_weights=self.backbone_weights, head_filters=self.head_filters,
                     pyramid_filters=self.pyramid_filters, bn_momentum=self.bn_momentum,
                     fast_layers=self.fast_layers, context=self.context,
-                    pyramid_blocks=self.pyramid_blocks)
+                    pyramid_blocks=self.pyramid_blocks, downsample=self.downsample)
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -207,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--pyramid-blocks", type=int, default=0, metavar="K",
                        help="residual blocks added after each stride-2 pyramid level (the "
                        "book: 0); cheap depth at strides 16 and 32")
+    model.add_argument("--downsample", type=int, choices=(1, 2, 4), default=1, metavar="F",
+                       help="the network sees the image averaged over FxF blocks and its class "
+                       "map is upsampled back: F^2 times less compute per image, for large "
+                       "objects on slow machines (1, 2 or 4)")
     model.add_argument("--bn-momentum", type=float, default=0.99,
                        help="batch-norm moving-average momentum (Keras' and the book's 0.99; "
                        "0.9 makes short trainings usable in inference mode much sooner)")
@@ -275,7 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "ms-flip also does so at --tta-scales")
     ev.add_argument("--tta-scales", type=_scales, default=(0.75, 1.0, 1.25),
                     help="image scales for --tta ms-flip, e.g. 0.5,0.75,1,1.25,1.5")
-    ev.add_argument("--worst", type=int, default=8, help="with --plot: overlays of N worst images")
+    ev.add_argument("--worst", type=int, default=8,
+                    help="with --plot or --html: the N worst images")
+    ev.add_argument("--html", metavar="DIR",
+                    help="with --evaluate: one self-contained page DIR/index.html (metrics, "
+                    "per-class table and IoU bars, confusion matrix, training curves, worst "
+                    "images)")
     ev.add_argument("--export", metavar="DIR",
                     help="export the model (SavedModel, .keras; ONNX if tf2onnx is installed)")
     p.add_argument("--preset", metavar="NAME|FILE",
@@ -292,6 +303,8 @@ def validate(config: Config) -> Config:
         pass  # the book allows it: train, then evaluate the best weights
     if not (config.train or config.evaluate or config.summary or config.export):
         raise ConfigError("nothing to do: give --train, --evaluate, --summary or --export")
+    if config.html and not config.evaluate:
+        raise ConfigError("--html needs --evaluate (it reports an evaluation)")
     if config.image_file and not config.evaluate:
         raise ConfigError("--image-file needs --evaluate (and --restore-weights)")
     if config.evaluate and not config.train and not config.restore_weights:
