@@ -15,7 +15,7 @@ cache and re-used while their sources are unchanged:
 - **camvid** (SegNet layout): `train.txt` / `val.txt` / `test.txt` of `image mask` pairs, index
   masks, 11 classes with void (11) ignored. `classes.json` in the folder overrides the classes.
 - **via** (the book's layout): images plus `segmentation_train.json` / `segmentation_test.json`
-  (and `segmentation_val.json` if present), converted by `fcn_keras.convert.convert_via` into
+  (and `segmentation_val.json` if present), converted by `fcn_keras.annotations.convert.convert_via` into
   `<root>/masks/`; a second load re-uses those masks while the JSON files are unchanged.
 - **npy** (the book's labels): pickled dictionaries filename -> HxWxC one-hot array, read only
   with `allow_pickle=True` and converted once to index PNGs in `<root>/.fcn_cache/npy_masks/`
@@ -635,7 +635,7 @@ def _load_via(root: Path, train_labels: str, test_labels: str, names: list[str] 
                "classes_json": _file_stamp(classes_json) if classes_json.is_file() else None}
     record = _cached_via(manifest_path, request, files, root, output_dir)
     if record is None:
-        from fcn_keras.convert import convert_via
+        from fcn_keras.annotations.convert import convert_via
         given = names
         if given is None and classes_json.is_file():
             given = ClassInfo.load(classes_json)  # names and colours, index 0 first

@@ -382,7 +382,7 @@ def write_via(path, entries):
 
 
 def test_via_layout_is_converted_and_reused(tmp_path):
-    pytest.importorskip("fcn_keras.convert")
+    pytest.importorskip("fcn_keras.annotations.convert")
     for stem in ("0010001", "0010002", "0010003", "0010004"):
         write_image(tmp_path / f"{stem}.jpg", size=(16, 12), fmt="JPEG")
     box = ([2, 10, 10, 2], [2, 2, 8, 8])
@@ -407,7 +407,7 @@ def test_via_layout_is_converted_and_reused(tmp_path):
 
 
 def test_via_classes_json_names_the_books_integer_classes(tmp_path):
-    pytest.importorskip("fcn_keras.convert")
+    pytest.importorskip("fcn_keras.annotations.convert")
     write_image(tmp_path / "0010001.jpg", size=(16, 12), fmt="JPEG")
     write_via(tmp_path / "segmentation_train.json",
               [via_entry(tmp_path / "0010001.jpg", [("2", [2, 10, 10, 2], [2, 2, 8, 8])])])
@@ -446,7 +446,7 @@ def test_via_split_bookkeeping_with_a_stand_in_converter(tmp_path, monkeypatch):
         return types.SimpleNamespace(output_dir=output_dir, class_info=info, stems=stems,
                                      image_paths=images, mask_paths=masks)
 
-    monkeypatch.setitem(sys.modules, "fcn_keras.convert",
+    monkeypatch.setitem(sys.modules, "fcn_keras.annotations.convert",
                         types.SimpleNamespace(convert_via=convert_via))
     stems = [f"{i:07d}" for i in range(6)]
     for stem in stems:

@@ -80,7 +80,7 @@ def _classes_argument(value):
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    from fcn_keras.convert import convert_via
+    from fcn_keras.annotations.convert import convert_via
 
     try:
         classes = _classes_argument(args.classes)
