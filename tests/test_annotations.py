@@ -332,3 +332,139 @@ def test_mask_folder_maps_colours_through_the_labelmap(tmp_path):
         assert np.array_equal(read_mask(tmp_path / "out" / f"{stem}.png"), index)
     assert result.stems == {"default": ["x1", "x2"]}
     assert result.image_paths["x1"] == tmp_path / "export" / "JPEGImages" / "x1.jpg"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one DataError listing every problem, nothing written
+
+def _coco_doc(root):
+    path, _, _ = make_coco(root, np.random.default_rng(8))
+    return path, json.loads(path.read_text())
+
+
+def coco_damage(change):
+    def build(root):
+        path, doc = _coco_doc(root)
+        change(doc, root)
+        path.write_text(json.dumps(doc))
+        return path, root / "images"
+    return build
+
+
+def _labelme(shapes=None, image_path="../images/street.png", data=None, save=True):
+    def build(root):
+        if save:
+            save_image(root / "images" / "street.png")
+        labelme_file(root / "json" / "street.json", image_path,
+                     LABELME_SHAPES[:3] if shapes is None else shapes, image_data=data)
+        return root / "json", root
+    return build
+
+
+def _cvat(body, image=True):
+    def build(root):
+        if image:
+            save_image(root / "a.png")
+        (root / "a.xml").write_text(cvat_xml(body) if body.lstrip().startswith("<image")
+                                    else body)
+        return root / "a.xml", root
+    return build
+
+
+def _mask_folder(change):
+    def build(root):
+        make_mask_folder(root / "export", np.random.default_rng(9))
+        change(root / "export")
+        return root / "export", root / "export"
+    return build
+
+
+def _two_bad_annotations(doc, root):
+    doc["annotations"][0]["category_id"] = 99
+    doc["annotations"][1]["segmentation"] = [[1, 2, 3]]
+
+
+BAD = [   # (build(root) -> (input, data path), options, fragments of the one message)
+    pytest.param(coco_damage(lambda d, r: (r / "images" / "a.png").unlink()), {},
+                 ["a.png: ", "image file not found"], id="coco-missing-image"),
+    pytest.param(coco_damage(_two_bad_annotations), {},
+                 ["2 problem(s)", "annotation 1: category_id 99 is not in 'categories'",
+                  "annotation 2: polygon 0 has an odd number of coordinates (3)"],
+                 id="coco-unknown-category-and-malformed-polygon"),
+    pytest.param(coco_damage(lambda d, r: d["images"][0].update(file_name="../a.png")), {},
+                 ["'../a.png' leaves the data folder"], id="coco-path-escapes"),
+    pytest.param(coco_damage(lambda d, r: d["annotations"][1]["segmentation"].update(
+        counts=[5, 3])), {}, ["annotation 2", "the runs cover 8 pixels, but 30x40 has 1200"],
+                 id="coco-rle-counts-wrong-length"),
+    pytest.param(coco_damage(lambda d, r: d["annotations"][2]["segmentation"].update(
+        counts="!!")), {}, ["annotation 3", "character '!' cannot occur in compressed counts"],
+                 id="coco-rle-string-malformed"),
+    pytest.param(coco_damage(lambda d, r: d["images"][0].update(width=80, height=60)), {},
+                 ["a.png", "the annotations are for a 80x60 image, but the image file is 40x30"],
+                 id="coco-size-disagrees-with-image"),
+    pytest.param(_labelme(save=False), {}, ["street.json: images/street.png",
+                                            "image file not found"], id="labelme-missing-image"),
+    pytest.param(_labelme([{"label": "car", "points": [[1, 1], [2, 2], [3, 3]],
+                            "shape_type": "rectangle"},
+                           {"label": "car", "points": [[1, 1]], "shape_type": "spline"}]), {},
+                 ["shape 0: a rectangle needs 2 points, got 3",
+                  "shape 1: unknown shape_type 'spline'"], id="labelme-malformed-shapes"),
+    pytest.param(_labelme(image_path="../../outside.png"), {},
+                 ["'../../outside.png' leaves the data folder"], id="labelme-path-escapes"),
+    pytest.param(_labelme(), {"classes": "road,car"},
+                 ["region 2: unknown class 'sign' (classes: road, car"],
+                 id="labelme-unknown-label"),
+    pytest.param(_labelme(data="not base64!", save=True), {},
+                 ["'imageData' is not valid base64"], id="labelme-bad-image-data"),
+    pytest.param(_cvat("<annotations><image name='a.png'>"), {}, ["a.xml: not valid XML"],
+                 id="cvat-malformed-xml"),
+    pytest.param(_cvat(f"""<image name="a.png" width="{W}" height="{H}">
+        <box label="car" xtl="1" ytl="1" xbr="5"/>
+        <mask label="car" rle="1, 2" left="0" top="0" width="3" height="3"/>
+        <polygon label="lorry" points="1,1;9,1;9,9"/></image>"""), {},
+                 ["3 problem(s)", "<box> 0: has no 'ybr'", "<mask> 1: the runs cover 3 pixels, "
+                  "but 3x3 has 9", "region 2: unknown class 'lorry'"], id="cvat-bad-shapes"),
+    pytest.param(_cvat(f'<image name="../a.png" width="{W}" height="{H}"></image>'), {},
+                 ["'../a.png' leaves the data folder"], id="cvat-path-escapes"),
+    pytest.param(_cvat(cvat_xml('<track id="0" label="car"></track>'), image=False), {},
+                 ["<track> elements (CVAT for video 1.1) are not read"], id="cvat-video-tracks"),
+    pytest.param(_mask_folder(lambda f: Image.new("RGB", (W, H), (1, 2, 3)).save(
+        f / "SegmentationClass" / "x2.png")), {},
+                 ["SegmentationClass/x2.png: colour(s) (1, 2, 3) are not in labelmap.txt"],
+                 id="mask-folder-unknown-colour"),
+    pytest.param(_mask_folder(lambda f: (f / "labelmap.txt").unlink()), {},
+                 ["labelmap.txt: classes file not found"], id="mask-folder-no-labelmap"),
+    pytest.param(_mask_folder(lambda f: (f / "JPEGImages" / "x1.jpg").unlink()), {},
+                 ["JPEGImages/x1.jpg: ", "image file not found"], id="mask-folder-missing-image"),
+]
+
+
+@pytest.mark.parametrize("build, options, fragments", BAD)
+def test_bad_annotations_are_refused_and_nothing_is_written(tmp_path, build, options, fragments):
+    source, data_path = build(tmp_path)
+    with pytest.raises(DataError) as info:
+        convert_annotations(source, data_path, tmp_path / "out", **options)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_converter_script_lists_every_problem_and_exits_2(tmp_path, capsys):
+    import importlib.util
+
+    from helpers import ROOT
+    spec = importlib.util.spec_from_file_location(
+        "generate_gt_segmentation", ROOT / "utils" / "generate_gt_segmentation.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    path, _ = coco_damage(_two_bad_annotations)(tmp_path)
+    code = script.main(["-p", str(tmp_path / "images"), "-j", str(path), "--format", "coco",
+                        "--output-dir", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith("error: 2 problem(s)")
+    assert "category_id 99" in error and "odd number of coordinates" in error
+    assert not (tmp_path / "out").exists()
+    good = make_mask_folder(tmp_path / "export", np.random.default_rng(10))
+    assert script.main(["-j", str(tmp_path / "export"), "-q"]) == 0
+    assert np.array_equal(read_mask(tmp_path / "export" / "masks" / "x1.png"), good["x1"])

@@ -127,10 +127,10 @@ def class_map_from_names(names: set[str], problems: list[str]) -> ClassMap:
     return ClassMap(ClassInfo([BACKGROUND] + ordered))
 
 
-def class_map_from_declared(declared: list[tuple[str, tuple | None]], used: set[str],
-                            problems: list[str]) -> ClassMap:
-    """The files' own class list (name, colour or None) in order; names the regions use that
-    are not declared are appended, sorted, so nothing is lost."""
+def class_map_from_declared(declared: list[tuple[str, tuple | None]], problems: list[str]
+                            ) -> ClassMap:
+    """The files' own class list (name, colour or None) in order; a region whose class is not
+    declared is then reported as unknown (a typo, or a label deleted from the project)."""
     names, colors = [], []
     for name, color in declared:
         if name in IGNORE_NAMES or name in names:
@@ -145,9 +145,6 @@ def class_map_from_declared(declared: list[tuple[str, tuple | None]], used: set[
     if not names or names[0] != BACKGROUND:
         names.insert(0, BACKGROUND)
         colors.insert(0, (0, 0, 0))
-    extra = sorted(n for n in used if n not in names and n not in BACKGROUND_NAMES + IGNORE_NAMES)
-    names += extra
-    colors += [None] * len(extra)
     if len(names) - 1 > MAX_CLASS_INDEX:
         problems.append(f"{len(names) - 1} classes; at most {MAX_CLASS_INDEX} fit in a mask")
         names, colors = names[:MAX_CLASS_INDEX + 1], colors[:MAX_CLASS_INDEX + 1]

@@ -245,7 +245,7 @@ def _class_map(jobs: list[_Job], given: ClassInfo | None, declared, problems: li
     if given is not None:
         class_map = ClassMap(given)
     elif declared:
-        class_map = class_map_from_declared(declared, names, problems)
+        class_map = class_map_from_declared(declared, problems)
     else:
         class_map = class_map_from_names(names, problems)
     for job in jobs:
