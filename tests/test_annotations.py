@@ -468,3 +468,101 @@ def test_converter_script_lists_every_problem_and_exits_2(tmp_path, capsys):
     good = make_mask_folder(tmp_path / "export", np.random.default_rng(10))
     assert script.main(["-j", str(tmp_path / "export"), "-q"]) == 0
     assert np.array_equal(read_mask(tmp_path / "export" / "masks" / "x1.png"), good["x1"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset folders read directly (--data-format)
+
+def make_voc_of_ones_own(root, rng, palette=False):
+    """A VOC layout with five classes in labelmap.txt and an empty test.txt."""
+    names = ["background", "wall", "floor", "door", "window", "lamp"]
+    colours = [(0, 0, 0), (120, 120, 120), (80, 50, 50), (8, 255, 51), (230, 230, 230),
+               (255, 6, 51)]
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "labelmap.txt").write_text("".join(f"{n}:{r},{g},{b}::\n"
+                                               for n, (r, g, b) in zip(names, colours)))
+    truth = {}
+    for stem in ("r1", "r2", "r3", "r4"):
+        save_image(root / "JPEGImages" / f"{stem}.jpg", fmt="JPEG")
+        index = rng.integers(0, 6, (H, W)).astype(np.uint8)
+        if palette:
+            picture = Image.fromarray(index, mode="P")
+            picture.putpalette([v for c in colours for v in c])
+        else:
+            picture = Image.fromarray(np.array(colours, np.uint8)[index])
+        picture.save(root / "SegmentationClass" / f"{stem}.png")
+        truth[stem] = index
+    lists = root / "ImageSets" / "Segmentation"
+    (lists / "train.txt").write_text("r1\nr2\nr3\n")
+    (lists / "val.txt").write_text("r4\n")
+    (lists / "test.txt").write_text("")
+    return names, truth
+
+
+@pytest.mark.parametrize("palette", [False, True], ids=["rgb-masks", "palette-masks"])
+def test_voc_layout_of_ones_own_trains_with_its_labelmap(tmp_path, capsys, palette):
+    from fcn_keras.formats import load_dataset
+
+    names, truth = make_voc_of_ones_own(tmp_path, np.random.default_rng(11), palette)
+    dataset = load_dataset(tmp_path)
+    assert dataset.format == "voc" and dataset.classes.names == names
+    assert "note: split 'test' is empty" in capsys.readouterr().err
+    for sample in dataset.split("train") + dataset.split("val"):
+        assert np.array_equal(read_mask(sample.mask), truth[sample.stem])
+    with pytest.raises(DataError, match="split 'test' is empty"):
+        dataset.split("test")
+    assert load_dataset(tmp_path, data_format="cvat-mask").classes.names == names
+
+
+def test_voc_layout_unknown_colour_names_file_and_colour(tmp_path):
+    from fcn_keras.formats import load_dataset
+
+    make_voc_of_ones_own(tmp_path, np.random.default_rng(12))
+    Image.new("RGB", (W, H), (7, 7, 7)).save(tmp_path / "SegmentationClass" / "r2.png")
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path)
+    assert "SegmentationClass/r2.png: colour(s) (7, 7, 7) are not in labelmap.txt" in \
+        str(info.value)
+
+
+def test_voc_layout_with_class_names_txt(tmp_path):
+    from fcn_keras.formats import load_dataset
+
+    make_voc_of_ones_own(tmp_path, np.random.default_rng(13), palette=True)
+    (tmp_path / "labelmap.txt").unlink()
+    (tmp_path / "class_names.txt").write_text("_background_\nwall\nfloor\ndoor\nwindow\nlamp\n")
+    dataset = load_dataset(tmp_path)
+    assert dataset.classes.names == ["_background_", "wall", "floor", "door", "window", "lamp"]
+
+
+def test_coco_labelme_and_cvat_folders_load_as_datasets(tmp_path):
+    from fcn_keras.formats import detect_format, load_dataset
+
+    make_coco(tmp_path / "coco", np.random.default_rng(14))
+    assert detect_format(tmp_path / "coco") == "coco"
+    dataset = load_dataset(tmp_path / "coco")
+    assert dataset.classes.names == ["background", "dog", "cat"]
+    assert sorted(s.stem for s in dataset.split("train") + dataset.split("val")) == ["a", "b"]
+    again = load_dataset(tmp_path / "coco")        # converted once, then re-used
+    assert again.split("train")[0].mask.stat().st_mtime_ns == \
+        dataset.split("train")[0].mask.stat().st_mtime_ns
+
+    root = tmp_path / "labelme"
+    for split in ("train", "val"):
+        save_image(root / split / f"{split}_img.png")
+        labelme_file(root / split / f"{split}_img.json", f"{split}_img.png", LABELME_SHAPES[:2])
+    assert detect_format(root) == "labelme"
+    dataset = load_dataset(root)
+    assert [s.stem for s in dataset.split("val")] == ["val_img"]
+    expected = labelme_shape_to_mask("polygon", LABELME_SHAPES[0]["points"]).astype(np.uint8) * 2
+    expected[labelme_shape_to_mask("rectangle", LABELME_SHAPES[1]["points"])] = 1
+    assert np.array_equal(read_mask(dataset.split("train")[0].mask), expected)
+
+    save_image(tmp_path / "cvat" / "images" / "a.png")
+    (tmp_path / "cvat" / "annotations.xml").write_text(cvat_xml(f"""
+  <image id="0" name="a.png" width="{W}" height="{H}" subset="Train">
+    <box label="car" xtl="4" ytl="16" xbr="14" ybr="26"/></image>"""))
+    dataset = load_dataset(tmp_path / "cvat")
+    assert dataset.format == "cvat" and dataset.classes.names[2] == "car"
+    assert (read_mask(dataset.split("train")[0].mask)[16:26, 4:14] == 2).all()

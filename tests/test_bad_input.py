@@ -447,8 +447,6 @@ DATASET_REFUSED = [   # (damage(root), options, fragments)
                  id="mask-missing"),
     pytest.param(lambda r: truncate(_mask_file(r), 0.6), {},
                  ["masks/img000.png: not a readable image"], id="mask-truncated"),
-    pytest.param(_write_list("train.txt", ""), {}, ["split 'train' is empty"],
-                 id="split-empty"),
     pytest.param(_write_list("val.txt", "../outside\n"), {},
                  ["val.txt:1", "'../outside' points outside the data folder"],
                  id="split-list-parent-path"),
@@ -500,6 +498,16 @@ def test_camvid_lists_are_checked(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(root, data_format="camvid")
     assert_refused(info, "train.txt:1", "points outside the data folder")
+
+
+def test_an_empty_split_stops_only_the_command_that_uses_it(tmp_path, capsys):
+    root = small_dataset(tmp_path / "data")
+    _write_list("train.txt", "")(root)
+    dataset = load_dataset(root)
+    assert "note: split 'train' is empty" in capsys.readouterr().err
+    with pytest.raises(DataError) as info:
+        dataset.split("train")
+    assert_refused(info, "split 'train' is empty")
 
 
 def test_missing_or_empty_split_and_unknown_layout(tmp_path):

@@ -145,11 +145,13 @@ def test_rgb_mask_is_refused_in_folder_layout(tmp_path):
         load_dataset(tmp_path)
 
 
-def test_empty_and_missing_splits(tmp_path):
+def test_empty_and_missing_splits(tmp_path, capsys):
     make_folder(tmp_path)
     (tmp_path / "test.txt").write_text("\n# nothing here\n")
+    dataset = load_dataset(tmp_path)     # an unused empty split is a note, not an error
+    assert capsys.readouterr().err.count("note: split 'test' is empty") == 1
     with pytest.raises(DataError, match="split 'test' is empty"):
-        load_dataset(tmp_path)
+        dataset.split("test")
     (tmp_path / "test.txt").unlink()
     dataset = load_dataset(tmp_path)
     with pytest.raises(DataError, match=r"split 'test' does not exist; available splits: "
@@ -183,7 +185,7 @@ def test_unrecognised_folder_lists_what_each_format_expects(tmp_path):
     with pytest.raises(DataError, match="not a folder"):
         load_dataset(tmp_path / "missing")
     with pytest.raises(DataError, match="unknown data format"):
-        load_dataset(tmp_path, data_format="coco")
+        load_dataset(tmp_path, data_format="yolo")
 
 
 # ---------------------------------------------------------------------------------------------
