@@ -308,7 +308,7 @@ def run_latency(task: Task, setup: Setup) -> dict:
 
 def run_converter(task: Task, setup: Setup) -> dict:
     """ms per image of the VIA converter, bytes of its masks and of the book's one-hot .npy."""
-    from fcn_keras.convert import convert_via
+    from fcn_keras.annotations.convert import convert_via
     data = Path(task.data)
     out = Path(tempfile.mkdtemp(prefix="masks-", dir=data.parent))
     start = time.perf_counter()

@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = p.add_argument_group("data")
     data.add_argument("--data-format", default="auto",
-                      choices=("auto", "via", "folder", "voc", "camvid", "npy"))
+                      choices=("auto", "via", "folder", "voc", "camvid", "npy", "coco",
+                               "labelme", "cvat", "cvat-mask"))
     data.add_argument("--allow-pickle", action="store_true",
                       help="allow reading the book's pickled .npy label dictionaries")
     data.add_argument("--val-fraction", type=float, default=0.1,

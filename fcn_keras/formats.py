@@ -15,7 +15,7 @@ cache and re-used while their sources are unchanged:
 - **camvid** (SegNet layout): `train.txt` / `val.txt` / `test.txt` of `image mask` pairs, index
   masks, 11 classes with void (11) ignored. `classes.json` in the folder overrides the classes.
 - **via** (the book's layout): images plus `segmentation_train.json` / `segmentation_test.json`
-  (and `segmentation_val.json` if present), converted by `fcn_keras.convert.convert_via` into
+  (and `segmentation_val.json` if present), converted by `fcn_keras.annotations.convert.convert_via` into
   `<root>/masks/`; a second load re-uses those masks while the JSON files are unchanged.
 - **npy** (the book's labels): pickled dictionaries filename -> HxWxC one-hot array, read only
   with `allow_pickle=True` and converted once to index PNGs in `<root>/.fcn_cache/npy_masks/`
@@ -39,8 +39,9 @@ import hashlib
 import json
 import os
 import pickle
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -50,7 +51,8 @@ from fcn_keras.classes import ClassInfo, camvid_classes, voc_classes, voc_colorm
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import atomic_write_text, check_image, read_index_mask, write_index_png
 
-FORMATS = ("via", "folder", "voc", "camvid", "npy")
+FORMATS = ("via", "folder", "voc", "camvid", "npy", "coco", "labelme", "cvat", "cvat-mask")
+ANNOTATION_FORMATS = ("coco", "labelme", "cvat")
 SPLITS = ("train", "val", "test")
 CACHE_DIR = ".fcn_cache"
 MAX_LISTED = 20
@@ -65,7 +67,11 @@ FORMAT_HELP = """\
   npy:    images plus the book's pickled labels (segmentation_train.npy; needs --allow-pickle)
   folder: images/ and masks/ folders, classes.json, train.txt/val.txt/test.txt (one stem a line)
   voc:    JPEGImages/, SegmentationClass/, ImageSets/Segmentation/train.txt (or VOCdevkit/)
-  camvid: train.txt/val.txt/test.txt of 'image_path mask_path' lines (SegNet layout)"""
+  camvid: train.txt/val.txt/test.txt of 'image_path mask_path' lines (SegNet layout)
+  coco:   annotations/*.json (COCO instances) and images/
+  cvat:   annotations.xml (CVAT for images 1.1) and images/
+  labelme: LabelMe .json files (in the folder, or in train/, val/, test/)
+  cvat-mask: a VOC layout with labelmap.txt (CVAT's "Segmentation mask 1.1" export)"""
 
 
 @dataclass
@@ -85,6 +91,7 @@ class SegmentationDataset:
     format: str
     classes: ClassInfo
     splits: dict[str, list[Sample]]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_classes(self) -> int:
@@ -129,6 +136,10 @@ def detect_format(data_path, train_labels: str = "segmentation_train.json") -> s
         return "npy"
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
+    from fcn_keras.annotations.folders import looks_like
+    annotated = looks_like(root)
+    if annotated is not None:
+        return annotated
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
     shown = ", ".join(found[:12]) + (f" and {len(found) - 12} more" if len(found) > 12 else "")
     raise DataError(f"{root}: cannot tell the dataset format (found: {shown or 'nothing'}). "
@@ -170,26 +181,34 @@ def load_dataset(data_path, data_format: str = "auto", allow_pickle: bool = Fals
         dataset = _load_npy(root, train_labels, test_labels, names, allow_pickle)
     elif fmt == "folder":
         dataset = _load_folder(root, names)
-    elif fmt == "voc":
-        dataset = _load_voc(root, names)
+    elif fmt in ("voc", "cvat-mask"):
+        dataset = _load_voc(root, names, need_class_file=fmt == "cvat-mask")
+    elif fmt in ANNOTATION_FORMATS:
+        dataset = _load_annotated(root, fmt, names, attribute)
     else:
         dataset = _load_camvid(root, names)
     _add_holdout(dataset, val_fraction)
     if validate:
         validate_dataset(dataset)
         for name, samples in dataset.splits.items():
-            if len(samples) <= MASK_CHECK_LIMIT:
+            if samples and len(samples) <= MASK_CHECK_LIMIT:
                 check_mask_values(dataset, name)
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
     return dataset
 
 
 def validate_dataset(dataset: SegmentationDataset) -> None:
-    """Report every missing or broken file, size mismatch and empty split at once (cheap
-    checks only: no pixels are decoded)."""
+    """Report every missing or broken file and size mismatch at once (cheap checks only: no
+    pixels are decoded). An empty split is only a note (VOC-style folders often ship an empty
+    test.txt): a command that uses it stops at `SegmentationDataset.split` with its name."""
     problems = []
     for name, samples in dataset.splits.items():
         if not samples:
-            problems.append(f"split '{name}' is empty")
+            note = (f"split '{name}' is empty; commands that do not use it go on, a command "
+                    "that does stops")
+            if note not in dataset.notes:
+                dataset.notes.append(note)
         with ThreadPoolExecutor(N_WORKERS) as pool:
             for found in pool.map(lambda s: _sample_problems(s, dataset.root), samples):
                 problems.extend(found)
@@ -499,30 +518,60 @@ def _rgb_to_index(rgb: np.ndarray, colors: list[tuple[int, int, int]]) -> np.nda
     return np.where(found, order[position], 255).astype(np.uint8)
 
 
-def _voc_index_mask(mask: Path, root: Path, classes: ClassInfo) -> Path:
+def _voc_index_mask(mask: Path, root: Path, classes: ClassInfo, cache: str,
+                    strict: str | None, problems: list[str]) -> Path:
     """Palette and grey masks are used in place; an RGB mask is converted once into the cache
-    (created only then, so a read-only VOC folder with palette masks works)."""
+    (created only then, so a read-only VOC folder with palette masks works). With `strict` (the
+    name of the class file that gave the colours) a colour outside it is a problem, not
+    ignored: only VOC's own boundary colour means 'ignore'."""
     try:
         with Image.open(mask) as image:
             if image.mode not in ("RGB", "RGBA"):
                 return mask
-            target = root / CACHE_DIR / "SegmentationClassIndex" / f"{mask.stem}.png"
+            target = root / CACHE_DIR / cache / f"{mask.stem}.png"
             if _is_fresh(target, mask.stat().st_mtime):
                 return target
             rgb = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError):
         return mask  # reported by validation with the file's name
-    _cache_dir(root, "SegmentationClassIndex")
-    _write_mask(target, _rgb_to_index(rgb, classes.colors), classes.palette())
+    index = _rgb_to_index(rgb, classes.colors)
+    if strict is not None:
+        unknown = {tuple(int(v) for v in c) for c in rgb[index == 255].reshape(-1, 3)}
+        unknown.discard(VOC_BOUNDARY)
+        if unknown:
+            shown = ", ".join(str(c) for c in sorted(unknown)[:5])
+            problems.append(f"{_display(mask, root)}: colour(s) {shown} are not in {strict}")
+            return mask
+    _cache_dir(root, cache)
+    _write_mask(target, index, classes.palette())
     return target
 
 
-def _load_voc(path: Path, names: list[str] | None) -> SegmentationDataset:
+def _voc_classes(root: Path, path: Path, names: list[str] | None,
+                 need_class_file: bool) -> tuple[ClassInfo, str | None]:
+    """A labelmap.txt, class_names.txt or classes.json beside the folder (in it or in the
+    folder given), else VOC's 21 classes; with the file's name when it gave colours."""
+    from fcn_keras.annotations.classes import find_class_file, read_class_file
+
+    found = find_class_file(root, path)
+    if found is None:
+        if need_class_file:
+            raise DataError(f"{root}: no labelmap.txt (a CVAT / VOC segmentation mask export "
+                            "has one beside SegmentationClass/)")
+        return _renamed(voc_classes(), names, str(root)), None
+    strict = found.name if found.name != "class_names.txt" else None
+    return _renamed(read_class_file(found), names, str(found)), strict
+
+
+def _load_voc(path: Path, names: list[str] | None,
+              need_class_file: bool = False) -> SegmentationDataset:
     root = _voc_root(path)
     if root is None:
         raise DataError(f"{path}: not a VOC folder; expected JPEGImages/, SegmentationClass/ "
                         "and ImageSets/Segmentation/ (in VOC2012/ or VOCdevkit/VOC2012/)")
-    classes = _renamed(voc_classes(), names, str(root))
+    classes, strict = _voc_classes(root, path, names, need_class_file)
+    cache = "SegmentationClassIndex" if strict is None else \
+        "SegmentationClassIndex-" + hashlib.sha256(repr(classes.colors).encode()).hexdigest()[:8]
     lists = root / "ImageSets" / "Segmentation"
     splits = {}
     for split in SPLITS:
@@ -534,11 +583,16 @@ def _load_voc(path: Path, names: list[str] | None) -> SegmentationDataset:
         raise DataError(f"{lists}: no train.txt, val.txt or test.txt split list")
     if "test" in splits:
         splits["test"] = _unlabelled_test(splits["test"])
+    problems: list[str] = []
     for samples in splits.values():
         for sample in samples:
             if sample.mask is not None and sample.mask.is_file():
-                sample.mask = _voc_index_mask(sample.mask, root, classes)
-    return SegmentationDataset(root, "voc", classes, splits)
+                sample.mask = _voc_index_mask(sample.mask, root, classes, cache, strict,
+                                              problems)
+    dataset = SegmentationDataset(root, "voc", classes, splits)
+    if problems:
+        raise DataError(_problem_report(dataset, problems))
+    return dataset
 
 
 def _voc_sample(root: Path, stem: PurePosixPath) -> Sample:
@@ -635,7 +689,7 @@ def _load_via(root: Path, train_labels: str, test_labels: str, names: list[str] 
                "classes_json": _file_stamp(classes_json) if classes_json.is_file() else None}
     record = _cached_via(manifest_path, request, files, root, output_dir)
     if record is None:
-        from fcn_keras.convert import convert_via
+        from fcn_keras.annotations.convert import convert_via
         given = names
         if given is None and classes_json.is_file():
             given = ClassInfo.load(classes_json)  # names and colours, index 0 first
@@ -820,3 +874,34 @@ def _load_npy(root: Path, train_labels: str, test_labels: str, names: list[str] 
     splits = {split: [Sample(root / e["key"], cache / f"{e['stem']}.png", e["stem"])
                       for e in record["entries"]] for split, (cache, record) in records.items()}
     return SegmentationDataset(root, "npy", classes, splits)
+
+
+# ---------------------------------------------------------------------------------------------
+# coco, labelme, cvat folders (through the converter; see fcn_keras.annotations.folders)
+
+
+def _load_annotated(root: Path, fmt: str, names: list[str] | None,
+                    attribute: str | None) -> SegmentationDataset:
+    from fcn_keras.annotations import folders
+
+    inputs, images = folders.annotation_inputs(root, fmt)
+    manifest_path = root / CACHE_DIR / f"{fmt}_manifest.json"
+    request = folders.manifest_request(inputs, names, attribute)
+    record = folders.read_manifest(manifest_path, request, root)
+    if record is None:
+        from fcn_keras.annotations.convert import convert_annotations
+        result = convert_annotations(inputs, images, root / CACHE_DIR / f"masks-{fmt}",
+                                     classes=names, attribute=attribute, fmt=fmt)
+        splits: dict[str, list[str]] = {}
+        for list_name, stems in result.stems.items():
+            splits.setdefault(folders.split_of(list_name), []).extend(stems)
+        record = {"splits": splits, "class_info": result.class_info.to_dict(),
+                  "images": {s: _relative(p, root) for s, p in result.image_paths.items()},
+                  "masks": {s: _relative(p, root) for s, p in result.mask_paths.items()}}
+        _cache_dir(root)
+        atomic_write_text(manifest_path, json.dumps({**request, **record}) + "\n")
+    saved = record["class_info"]
+    classes = ClassInfo(saved["names"], saved["colors"], saved["ignore_index"])
+    splits = {split: [Sample(root / record["images"][stem], root / record["masks"][stem], stem)
+                      for stem in stems] for split, stems in record["splits"].items()}
+    return SegmentationDataset(root, fmt, classes, splits)

@@ -24,12 +24,12 @@ from PIL import Image
 from fcn_keras import cli, formats
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import parse_args
-from fcn_keras.convert import convert_via
+from fcn_keras.annotations.convert import convert_via
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import write_report
 from fcn_keras.formats import load_dataset
 from fcn_keras.io_utils import atomic_write_text, check_image, read_index_mask
-from fcn_keras.via import load_via
+from fcn_keras.annotations.via import load_via
 from helpers import make_folder_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,7 +282,7 @@ VIA_CONVERTED = [
                  id="via-degenerate-shapes"),
     pytest.param(v2([shape("polyline", all_points_x=[1, 9], all_points_y=[1, 9]),
                      shape("point", cx=3, cy=3)]), lambda m: not m.any(),
-                 "polyline/point region(s) skipped", id="via-polyline-and-point"),
+                 "line/point region(s) skipped", id="via-polyline-and-point"),
     pytest.param(v2([shape("rect", x=-10, y=-10, width=15, height=15)]),
                  lambda m: m[:5, :5].all() and m.sum() == 25, "", id="via-negative-coordinates"),
     pytest.param(v2([shape("rect", x=-1e8, y=-1e8, width=2e8, height=2e8)]),
@@ -447,8 +447,6 @@ DATASET_REFUSED = [   # (damage(root), options, fragments)
                  id="mask-missing"),
     pytest.param(lambda r: truncate(_mask_file(r), 0.6), {},
                  ["masks/img000.png: not a readable image"], id="mask-truncated"),
-    pytest.param(_write_list("train.txt", ""), {}, ["split 'train' is empty"],
-                 id="split-empty"),
     pytest.param(_write_list("val.txt", "../outside\n"), {},
                  ["val.txt:1", "'../outside' points outside the data folder"],
                  id="split-list-parent-path"),
@@ -500,6 +498,16 @@ def test_camvid_lists_are_checked(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(root, data_format="camvid")
     assert_refused(info, "train.txt:1", "points outside the data folder")
+
+
+def test_an_empty_split_stops_only_the_command_that_uses_it(tmp_path, capsys):
+    root = small_dataset(tmp_path / "data")
+    _write_list("train.txt", "")(root)
+    dataset = load_dataset(root)
+    assert "note: split 'train' is empty" in capsys.readouterr().err
+    with pytest.raises(DataError) as info:
+        dataset.split("train")
+    assert_refused(info, "split 'train' is empty")
 
 
 def test_missing_or_empty_split_and_unknown_layout(tmp_path):

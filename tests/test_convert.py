@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fcn_keras.classes import ClassInfo
-from fcn_keras.convert import convert_via
+from fcn_keras.annotations.convert import convert_via
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import write_index_png
 
@@ -242,7 +242,7 @@ def test_non_area_and_degenerate_regions_are_skipped_with_one_warning_each(tmp_p
     result = convert_via("t.json", tmp_path)
     warnings = "\n".join(result.warnings)
     assert len(result.warnings) == 3
-    assert "3 polyline/point region(s) skipped" in warnings
+    assert "3 line/point region(s) skipped" in warnings
     assert "3 degenerate region(s) skipped" in warnings and "polygon with zero area" in warnings
     assert "1 region(s) lie entirely outside their image: a.jpg region 6" in warnings
     assert np.count_nonzero(read_mask(tmp_path / "masks" / "a.png")) == 4
@@ -281,7 +281,7 @@ def test_book_npy_output(drinks):
     assert one_hot.shape == (H, W, result.class_info.n_classes) and one_hot.dtype == np.uint8
     assert (one_hot.sum(axis=-1) == 1).all()
     assert np.array_equal(one_hot.argmax(-1), read_mask(drinks / "masks" / "0001.png"))
-    with pytest.raises(DataError, match="one JSON file at a time"):
+    with pytest.raises(DataError, match="one annotation file at a time"):
         convert_via(["segmentation_train.json", "segmentation_test.json"], drinks,
                     save_filename="x.npy")
 
@@ -300,7 +300,7 @@ def test_json_found_as_given_or_in_the_data_path(drinks, tmp_path_factory, monke
     monkeypatch.chdir(elsewhere)
     result = convert_via(["extra.json", "segmentation_test.json"], drinks)
     assert result.stems == {"extra": ["0001"], "segmentation_test": ["0003"]}
-    with pytest.raises(DataError, match="VIA JSON file not found"):
+    with pytest.raises(DataError, match="annotation file not found"):
         convert_via("nothing.json", drinks)
     with pytest.raises(DataError, match="data folder not found"):
         convert_via("extra.json", elsewhere / "nope")
@@ -414,7 +414,7 @@ def test_ordered_map_keeps_order_and_bounds_pending_work():
     import threading
     import time
 
-    from fcn_keras.convert import _ordered_map
+    from fcn_keras.annotations.convert import _ordered_map
 
     started, lock = [], threading.Lock()
 
@@ -434,7 +434,7 @@ def test_ordered_map_keeps_order_and_bounds_pending_work():
 
 
 def test_masks_are_the_same_with_one_or_several_threads(drinks, tmp_path, monkeypatch):
-    import fcn_keras.convert as convert
+    import fcn_keras.annotations.convert as convert
 
     many = convert_via(["segmentation_train.json"], drinks, tmp_path / "many")
     real = convert._ordered_map

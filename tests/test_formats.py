@@ -145,11 +145,13 @@ def test_rgb_mask_is_refused_in_folder_layout(tmp_path):
         load_dataset(tmp_path)
 
 
-def test_empty_and_missing_splits(tmp_path):
+def test_empty_and_missing_splits(tmp_path, capsys):
     make_folder(tmp_path)
     (tmp_path / "test.txt").write_text("\n# nothing here\n")
+    dataset = load_dataset(tmp_path)     # an unused empty split is a note, not an error
+    assert capsys.readouterr().err.count("note: split 'test' is empty") == 1
     with pytest.raises(DataError, match="split 'test' is empty"):
-        load_dataset(tmp_path)
+        dataset.split("test")
     (tmp_path / "test.txt").unlink()
     dataset = load_dataset(tmp_path)
     with pytest.raises(DataError, match=r"split 'test' does not exist; available splits: "
@@ -183,7 +185,7 @@ def test_unrecognised_folder_lists_what_each_format_expects(tmp_path):
     with pytest.raises(DataError, match="not a folder"):
         load_dataset(tmp_path / "missing")
     with pytest.raises(DataError, match="unknown data format"):
-        load_dataset(tmp_path, data_format="coco")
+        load_dataset(tmp_path, data_format="yolo")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +384,7 @@ def write_via(path, entries):
 
 
 def test_via_layout_is_converted_and_reused(tmp_path):
-    pytest.importorskip("fcn_keras.convert")
+    pytest.importorskip("fcn_keras.annotations.convert")
     for stem in ("0010001", "0010002", "0010003", "0010004"):
         write_image(tmp_path / f"{stem}.jpg", size=(16, 12), fmt="JPEG")
     box = ([2, 10, 10, 2], [2, 2, 8, 8])
@@ -407,7 +409,7 @@ def test_via_layout_is_converted_and_reused(tmp_path):
 
 
 def test_via_classes_json_names_the_books_integer_classes(tmp_path):
-    pytest.importorskip("fcn_keras.convert")
+    pytest.importorskip("fcn_keras.annotations.convert")
     write_image(tmp_path / "0010001.jpg", size=(16, 12), fmt="JPEG")
     write_via(tmp_path / "segmentation_train.json",
               [via_entry(tmp_path / "0010001.jpg", [("2", [2, 10, 10, 2], [2, 2, 8, 8])])])
@@ -446,7 +448,7 @@ def test_via_split_bookkeeping_with_a_stand_in_converter(tmp_path, monkeypatch):
         return types.SimpleNamespace(output_dir=output_dir, class_info=info, stems=stems,
                                      image_paths=images, mask_paths=masks)
 
-    monkeypatch.setitem(sys.modules, "fcn_keras.convert",
+    monkeypatch.setitem(sys.modules, "fcn_keras.annotations.convert",
                         types.SimpleNamespace(convert_via=convert_via))
     stems = [f"{i:07d}" for i in range(6)]
     for stem in stems:

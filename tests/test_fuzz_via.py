@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fcn_keras.convert import convert_via
+from fcn_keras.annotations.convert import convert_via
 from fcn_keras.errors import DataError
-from fcn_keras.via import load_via, parse_via
+from fcn_keras.annotations.via import load_via, parse_via
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 IMAGES = {"a.jpg": (12, 9), "b.png": (7, 5)}

@@ -1,6 +1,20 @@
-"""VIA region shapes -> class-index masks.
+"""Region shapes -> class-index masks, each format by its own tool's pixel rule.
 
-Pixel convention (the same for every shape): pixel ``(row r, column c)`` is the point
+A tool's masks are what its users compare ours with, so each shape family keeps the pixel
+convention of the software that defines the format:
+
+- **VIA shapes** (``polygon``, ``rect``, ``circle``, ``ellipse``; also CVAT's ellipse):
+  described below.
+- **COCO polygons and RLE** (``coco_polygon``, ``rle``; also CVAT polygons and boxes, which
+  CVAT's own mask export rasterises with the COCO API): exactly the COCO API's masks
+  (`fcn_keras.annotations.rle`).
+- **LabelMe shapes** (``labelme_polygon``, ``labelme_rectangle``, ``labelme_circle``): drawn with
+  PIL's ImageDraw exactly as labelme's ``shape_to_mask`` (``labelme2voc``) draws them, outline
+  included.
+- **Bitmaps** (``mask``: a bool block at a row/column offset, from CVAT ``<mask>`` and LabelMe
+  ``mask`` shapes; ``color_mask``: the pixels of one colour of an RGB mask file): as stored.
+
+VIA pixel convention: pixel ``(row r, column c)`` is the point
 ``(x=c, y=r)`` of VIA's image coordinates, i.e. integer coordinates name pixel centres, as in
 ``skimage.draw``. A pixel belongs to a region when that point is inside the shape:
 
@@ -21,14 +35,21 @@ a larger one stays visible; ``"file"`` paints in the file's order (later on top)
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image, ImageDraw
 
-from fcn_keras.via import AREA_SHAPES, Region
+from fcn_keras.annotations import rle
+from fcn_keras.annotations.records import Region
 
 DRAW_ORDERS = ("area", "file")
+VIA_SHAPES = ("polygon", "rect", "circle", "ellipse")
+LABELME_SHAPES = ("labelme_polygon", "labelme_rectangle", "labelme_circle")
+AREA_SHAPES = VIA_SHAPES + ("coco_polygon", "rle", "mask", "color_mask") + LABELME_SHAPES
 _VERTEX_EPS = 1e-12   # skimage's tolerance for "the pixel is a vertex"
 
 
@@ -156,7 +177,78 @@ def footprint(region: Region, height: int, width: int) -> Footprint | None:
     if region.shape == "ellipse":
         return ellipse_footprint(p["cx"], p["cy"], p["rx"], p["ry"], p.get("theta", 0.0),
                                  height, width)
+    if region.shape == "coco_polygon":
+        return coco_polygon_footprint(p["polygons"], height, width)
+    if region.shape == "rle":
+        if tuple(p["size"]) != (height, width):
+            raise ValueError(f"RLE of size {p['size']} painted on a {height}x{width} image")
+        return Footprint(0, 0, rle.decode_coco(p["counts"], p.get("text"), height, width))
+    if region.shape == "mask":
+        return block_footprint(p["row"], p["col"], p["mask"], height, width)
+    if region.shape == "color_mask":
+        return Footprint(0, 0, colour_pixels(p["path"], p["color"], height, width))
+    if region.shape in LABELME_SHAPES:
+        return Footprint(0, 0, labelme_pixels(region.shape, p["points"], height, width))
     raise ValueError(f"{region.shape} regions have no area")
+
+
+def coco_polygon_footprint(polygons, height: int, width: int) -> Footprint | None:
+    """The union of an object's COCO polygons, as the COCO API merges them."""
+    parts = [part for part in (rle.coco_polygon_mask(xy, height, width) for xy in polygons)
+             if part is not None]
+    if not parts:
+        return None
+    first = min(col for col, _ in parts)
+    last = max(col + block.shape[1] for col, block in parts)
+    inside = np.zeros((height, last - first), dtype=bool)
+    for col, block in parts:
+        inside[:, col - first:col - first + block.shape[1]] |= block
+    return Footprint(0, first, inside)
+
+
+def block_footprint(row: int, col: int, block: np.ndarray, height: int, width: int
+                    ) -> Footprint | None:
+    """A bool block placed at (row, col), cut to the image."""
+    r0, c0 = max(0, row), max(0, col)
+    r1, c1 = min(height, row + block.shape[0]), min(width, col + block.shape[1])
+    if r0 >= r1 or c0 >= c1:
+        return None
+    return Footprint(r0, c0, block[r0 - row:r1 - row, c0 - col:c1 - col])
+
+
+@functools.lru_cache(maxsize=8)
+def _rgb(path: Path, stamp: tuple) -> np.ndarray:
+    """An RGB mask file's pixels as 24-bit keys (cached: every colour of a file is one region;
+    `stamp` (size, mtime) keeps a changed file from being served stale)."""
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def colour_pixels(path: Path, color, height: int, width: int) -> np.ndarray:
+    stat = Path(path).stat()
+    keys = _rgb(Path(path), (stat.st_size, stat.st_mtime_ns))
+    if keys.shape != (height, width):
+        raise ValueError(f"{path}: mask of size {keys.shape} painted on {height}x{width}")
+    r, g, b = color
+    return keys == ((r << 16) | (g << 8) | b)
+
+
+def labelme_pixels(shape: str, points, height: int, width: int) -> np.ndarray:
+    """labelme's ``shape_to_mask``: PIL draws the shape filled and outlined on the image."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    xy = [tuple(point) for point in points]
+    if shape == "labelme_circle":
+        (cx, cy), (px, py) = xy
+        d = math.hypot(cx - px, cy - py)
+        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+    elif shape == "labelme_rectangle":
+        (x0, y0), (x1, y1) = xy     # corners in any order (newer Pillow refuses x1 < x0)
+        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=1, fill=1)
+    else:
+        draw.polygon(xy=xy, outline=1, fill=1)
+    return np.asarray(canvas, dtype=bool)
 
 
 def region_area(region: Region) -> float:
@@ -176,6 +268,22 @@ def region_area(region: Region) -> float:
         return math.pi * p["r"] ** 2
     if region.shape == "ellipse":
         return math.pi * p["rx"] * p["ry"]
+    if region.shape == "coco_polygon":
+        return sum(rle.polygon_area(xy) for xy in p["polygons"])
+    if region.shape == "rle":
+        return float(sum(p["counts"][1::2]))
+    if region.shape == "mask":
+        return float(np.count_nonzero(p["mask"]))
+    if region.shape == "color_mask":
+        return float(p["area"])
+    if region.shape == "labelme_polygon":
+        return rle.polygon_area([v for point in p["points"] for v in point])
+    if region.shape == "labelme_rectangle":
+        (x0, y0), (x1, y1) = p["points"]
+        return abs(x1 - x0) * abs(y1 - y0)
+    if region.shape == "labelme_circle":
+        (cx, cy), (px, py) = p["points"]
+        return math.pi * ((cx - px) ** 2 + (cy - py) ** 2)
     return 0.0
 
 
@@ -195,6 +303,13 @@ def degenerate_reason(region: Region, area: float | None = None) -> str | None:
         return "circle with zero radius"
     if region.shape == "ellipse" and (p["rx"] == 0 or p["ry"] == 0):
         return "ellipse with a zero radius"
+    if region.shape == "coco_polygon" and (area if area is not None else region_area(region)) == 0:
+        return "polygon with zero area"
+    if region.shape in ("rle", "mask", "color_mask") and \
+            (area if area is not None else region_area(region)) == 0:
+        return "empty mask"
+    if region.shape == "labelme_polygon" and len(p["points"]) < 3:
+        return f"polygon with {len(p['points'])} point(s)"
     return None
 
 

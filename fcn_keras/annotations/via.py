@@ -28,115 +28,20 @@ file, the image, the region index and what is wrong.
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
+from fcn_keras.annotations.records import (MAX_COORDINATE, AnnotatedImage, Annotations, Bad,
+                                            Region, describe, filename_problem, format_problems,
+                                            get_key, number, numbers, numeric_order, read_json)
 from fcn_keras.errors import DataError
 
 CLASS_KEYS = ("Name", "name", "class", "label", "type", "category")
-AREA_SHAPES = ("polygon", "rect", "circle", "ellipse")
-NON_AREA_SHAPES = ("polyline", "point")
-
-# Coordinates beyond this are certainly wrong (no image is a billion pixels wide), and keeping
-# them bounded keeps every product in the rasteriser finite.
-MAX_COORDINATE = 1e9
 
 # VIA 3.x constants (via-3.x.y/src/js/_via_metadata.js and _via_attribute.js).
 VIA3_SHAPES = {1: "POINT", 2: "RECTANGLE", 3: "CIRCLE", 4: "ELLIPSE", 5: "LINE", 6: "POLYLINE",
                7: "POLYGON", 8: "EXTREME_RECTANGLE", 9: "EXTREME_CIRCLE"}
 VIA3_CHECKBOX = 2
-
-@dataclass
-class Region:
-    """One annotated region. `params` holds floats (lists of floats for point lists)."""
-
-    shape: str
-    params: dict
-    class_name: str | None
-    index: int
-    attributes: dict = field(default_factory=dict)
-    class_problem: str | None = None
-
-
-@dataclass
-class ViaImage:
-    """One image entry of a VIA file: its file name (relative to the data folder) and regions."""
-
-    filename: str
-    regions: list[Region]
-    file_attributes: dict = field(default_factory=dict)
-    source: str = ""
-
-
-class _Bad(Exception):
-    """An input problem found while parsing one item; becomes a line of the final DataError."""
-
-
-def format_problems(problems: list[str], what: str = "VIA annotations") -> str:
-    """One message listing every problem, one a line."""
-    return "\n".join([f"{len(problems)} problem(s) in {what}:"] + [f"  - {p}" for p in problems])
-
-
-# ---------------------------------------------------------------------------------------------
-# Small typed readers: each raises _Bad with a short explanation.
-
-def _number(value, what: str, limit: float | None = MAX_COORDINATE) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Bad(f"{what} must be a number, got {_describe(value)}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        raise _Bad(f"{what} must be a number, got {_describe(value)}") from None
-    if not math.isfinite(number):
-        raise _Bad(f"{what} is not a finite number ({value!r})")
-    if limit is not None and abs(number) > limit:
-        raise _Bad(f"{what} = {number:g} is out of range (more than {limit:g} pixels)")
-    return number
-
-
-def _numbers(value, what: str) -> list[float]:
-    if not isinstance(value, list):
-        raise _Bad(f"{what} must be a list of numbers, got {_describe(value)}")
-    try:   # the common case in one pass; the element's name is only built for the message
-        numbers = [float(v) for v in value if type(v) in (int, float)]
-    except OverflowError:
-        numbers = []
-    if len(numbers) == len(value) and all(math.isfinite(n) and abs(n) <= MAX_COORDINATE
-                                          for n in numbers):
-        return numbers
-    return [_number(v, f"{what}[{i}]") for i, v in enumerate(value)]
-
-
-def _describe(value) -> str:
-    text = json.dumps(value) if _jsonable(value) else repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _jsonable(value) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError, RecursionError):
-        return False
-
-
-def _numeric_order(digits: str) -> tuple[int, str]:
-    """Sort key of an ASCII digit string by its value, without int() (which refuses strings of
-    more than 4300 digits)."""
-    digits = digits.lstrip("0")
-    return len(digits), digits
-
-
-def _get(mapping: dict, key: str, what: str):
-    if key not in mapping:
-        raise _Bad(f"{what} has no '{key}'")
-    return mapping[key]
-
 
 # ---------------------------------------------------------------------------------------------
 # Shapes
@@ -144,27 +49,27 @@ def _get(mapping: dict, key: str, what: str):
 def parse_shape(attrs) -> tuple[str, dict]:
     """2.x / 1.x ``shape_attributes`` -> (shape name, float parameters)."""
     if not isinstance(attrs, dict):
-        raise _Bad(f"'shape_attributes' must be an object, got {_describe(attrs)}")
+        raise Bad(f"'shape_attributes' must be an object, got {describe(attrs)}")
     name = attrs.get("name")
     if not isinstance(name, str):
-        raise _Bad("'shape_attributes' has no shape 'name'" if name is None
-                   else f"shape 'name' must be a string, got {_describe(name)}")
+        raise Bad("'shape_attributes' has no shape 'name'" if name is None
+                   else f"shape 'name' must be a string, got {describe(name)}")
     shape = name.strip().lower()
     if shape in ("polygon", "polyline"):
-        xs = _numbers(_get(attrs, "all_points_x", shape), "all_points_x")
-        ys = _numbers(_get(attrs, "all_points_y", shape), "all_points_y")
+        xs = numbers(get_key(attrs, "all_points_x", shape), "all_points_x")
+        ys = numbers(get_key(attrs, "all_points_y", shape), "all_points_y")
         if len(xs) != len(ys):
-            raise _Bad(f"{shape} has {len(xs)} x but {len(ys)} y coordinates")
+            raise Bad(f"{shape} has {len(xs)} x but {len(ys)} y coordinates")
         return shape, {"all_points_x": xs, "all_points_y": ys}
     keys = {"rect": ("x", "y", "width", "height"), "circle": ("cx", "cy", "r"),
             "ellipse": ("cx", "cy", "rx", "ry"), "point": ("cx", "cy")}.get(shape)
     if keys is None:
-        raise _Bad(f"unsupported shape '{name}' (VIA shapes: polygon, rect, circle, ellipse, "
+        raise Bad(f"unsupported shape '{name}' (VIA shapes: polygon, rect, circle, ellipse, "
                    "polyline, point)")
-    params = {k: _number(_get(attrs, k, shape), k) for k in keys}
+    params = {k: number(get_key(attrs, k, shape), k) for k in keys}
     if shape == "ellipse":
         theta = attrs.get("theta", 0.0)
-        params["theta"] = 0.0 if theta is None else _number(theta, "theta", limit=None)
+        params["theta"] = 0.0 if theta is None else number(theta, "theta", limit=None)
     return _normalised(shape, params)
 
 
@@ -172,7 +77,7 @@ def _normalised(shape: str, params: dict) -> tuple[str, dict]:
     """Negative radii are errors; a rectangle dragged 'backwards' is flipped into place."""
     for key in ("r", "rx", "ry"):
         if params.get(key, 0.0) < 0:
-            raise _Bad(f"{shape} has a negative radius {key}={params[key]:g}")
+            raise Bad(f"{shape} has a negative radius {key}={params[key]:g}")
     if shape == "rect":
         if params["width"] < 0:
             params["x"], params["width"] = params["x"] + params["width"], -params["width"]
@@ -184,18 +89,18 @@ def _normalised(shape: str, params: dict) -> tuple[str, dict]:
 def parse_via3_shape(xy) -> tuple[str, dict]:
     """3.x ``xy = [shape_id, coords...]`` -> (2.x shape name, float parameters)."""
     if not isinstance(xy, list) or not xy:
-        raise _Bad(f"'xy' must be a non-empty list, got {_describe(xy)}")
+        raise Bad(f"'xy' must be a non-empty list, got {describe(xy)}")
     shape_id = xy[0]
     if isinstance(shape_id, bool) or not isinstance(shape_id, (int, float)) or \
             shape_id not in VIA3_SHAPES:
-        raise _Bad(f"unknown VIA 3 shape id {_describe(shape_id)} (expected 1..9)")
+        raise Bad(f"unknown VIA 3 shape id {describe(shape_id)} (expected 1..9)")
     kind = VIA3_SHAPES[int(shape_id)]
-    coords = _numbers(xy[1:], "xy")
+    coords = numbers(xy[1:], "xy")
     n = len(coords)
 
     def need(counts):
         if n not in counts:
-            raise _Bad(f"{kind} needs {' or '.join(map(str, counts))} coordinates, got {n}")
+            raise Bad(f"{kind} needs {' or '.join(map(str, counts))} coordinates, got {n}")
 
     if kind == "POINT":
         need((2,))
@@ -212,7 +117,7 @@ def parse_via3_shape(xy) -> tuple[str, dict]:
         params["theta"] = coords[4] if n == 5 else 0.0
         return _normalised("ellipse", params)
     if n % 2:
-        raise _Bad(f"{kind} needs (x, y) pairs, got {n} coordinates")
+        raise Bad(f"{kind} needs (x, y) pairs, got {n} coordinates")
     xs, ys = coords[0::2], coords[1::2]
     if kind in ("LINE", "POLYLINE"):
         return "polyline", {"all_points_x": xs, "all_points_y": ys}
@@ -220,7 +125,7 @@ def parse_via3_shape(xy) -> tuple[str, dict]:
         return "polygon", {"all_points_x": xs, "all_points_y": ys}
     if kind == "EXTREME_RECTANGLE":
         if not xs:
-            raise _Bad("EXTREME_RECTANGLE has no points")
+            raise Bad("EXTREME_RECTANGLE has no points")
         x0, y0 = min(xs), min(ys)
         return "rect", {"x": x0, "y": y0, "width": max(xs) - x0, "height": max(ys) - y0}
     need((6,))
@@ -252,7 +157,7 @@ def class_name_of(attributes: dict, attribute: str | None = None) -> tuple[str |
         return None, None
     try:
         return class_value(attributes[key], key), None
-    except _Bad as exc:
+    except Bad as exc:
         return None, str(exc)
 
 
@@ -273,65 +178,23 @@ def class_value(value, key: str) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, bool) or value is None:
-        raise _Bad(f"attribute '{key}' must be a class name, got {_describe(value)}")
+        raise Bad(f"attribute '{key}' must be a class name, got {describe(value)}")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _Bad(f"attribute '{key}' must be a class name, got {value!r}")
+            raise Bad(f"attribute '{key}' must be a class name, got {value!r}")
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, dict):
         ticked = [str(k).strip() for k, v in value.items() if v is True or v == "true"]
         if len(ticked) > 1:
-            raise _Bad(f"attribute '{key}' has several options ticked ({', '.join(ticked)}); "
+            raise Bad(f"attribute '{key}' has several options ticked ({', '.join(ticked)}); "
                        "a region needs exactly one class")
         return (ticked[0] or None) if ticked else None
-    raise _Bad(f"attribute '{key}' must be a class name, got {_describe(value)}")
+    raise Bad(f"attribute '{key}' must be a class name, got {describe(value)}")
 
 
-# ---------------------------------------------------------------------------------------------
-# File names
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def filename_problem(filename: str) -> str | None:
-    """Why a VIA file name cannot name a file inside the data folder, or None if it can."""
-    if not filename.strip():
-        return "empty file name"
-    if any(ch in filename for ch in "\x00\n\r"):
-        return f"file name {filename!r} contains a NUL or line-break character"
-    if _URL.match(filename):
-        return (f"'{filename}' is a URL; download the image into the data folder and use its "
-                "file name")
-    posix = PurePosixPath(filename.replace("\\", "/"))
-    if posix.is_absolute() or PureWindowsPath(filename).drive or PureWindowsPath(filename).root:
-        return f"'{filename}' is an absolute path; file names must be relative to the data folder"
-    if ".." in posix.parts:
-        return f"'{filename}' leaves the data folder ('..'); file names must stay inside it"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-
-def read_json(json_path: str | Path):
-    """The parsed JSON of a file; DataError when it is missing or not valid JSON."""
-    path = Path(json_path)
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8-sig"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: VIA JSON file not found") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON: not UTF-8 text ({exc})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the VIA JSON file ({exc})") from None
-    except (ValueError, RecursionError) as exc:   # JSONDecodeError is a ValueError
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-
-
-def load_via(json_path: str | Path, attribute: str | None = None) -> list[ViaImage]:
+def load_via(json_path: str | Path, attribute: str | None = None) -> list[AnnotatedImage]:
     """Every image entry of a VIA 1.x/2.x/3.x JSON file; one DataError listing all problems."""
     images, problems = parse_via(read_json(json_path), Path(json_path).name, attribute)
     if problems:
@@ -340,7 +203,7 @@ def load_via(json_path: str | Path, attribute: str | None = None) -> list[ViaIma
 
 
 def parse_via(data, source: str = "<json>", attribute: str | None = None
-              ) -> tuple[list[ViaImage], list[str]]:
+              ) -> tuple[list[AnnotatedImage], list[str]]:
     """Parse an already-loaded VIA document: (images, problems), never raising on bad input."""
     if not isinstance(data, dict):
         return [], [f"{source}: not a VIA file (expected a JSON object at the top, "
@@ -361,7 +224,7 @@ def _parse_via2(entries: dict, source: str, attribute: str | None):
     for key, entry in entries.items():
         if not isinstance(entry, dict):
             problems.append(f"{source}: entry '{key}' is not an image entry (expected an object "
-                            f"with 'filename' and 'regions', got {_describe(entry)})")
+                            f"with 'filename' and 'regions', got {describe(entry)})")
             continue
         filename = entry.get("filename")
         if not isinstance(filename, str):
@@ -376,22 +239,22 @@ def _parse_via2(entries: dict, source: str, attribute: str | None):
         if isinstance(raw_regions, dict):   # VIA 1.x: {"0": {...}, "1": {...}}
             keys = list(raw_regions)
             if all(isinstance(k, str) and k.isascii() and k.isdigit() for k in keys):
-                keys.sort(key=_numeric_order)
+                keys.sort(key=numeric_order)
             raw_regions = [raw_regions[k] for k in keys]
         elif raw_regions is None:
             raw_regions = []
         if not isinstance(raw_regions, list):
             problems.append(f"{where}: 'regions' must be a list (or a dict in VIA 1.x), "
-                            f"got {_describe(raw_regions)}")
+                            f"got {describe(raw_regions)}")
             continue
         regions = []
         for index, raw in enumerate(raw_regions):
             try:
                 regions.append(_parse_via2_region(raw, index, attribute))
-            except _Bad as exc:
+            except Bad as exc:
                 problems.append(f"{where}: region {index}: {exc}")
         file_attributes = entry.get("file_attributes")
-        images.append(ViaImage(filename, regions,
+        images.append(AnnotatedImage(filename, regions,
                                file_attributes if isinstance(file_attributes, dict) else {},
                                source))
     return images, problems
@@ -399,15 +262,15 @@ def _parse_via2(entries: dict, source: str, attribute: str | None):
 
 def _parse_via2_region(raw, index: int, attribute: str | None) -> Region:
     if not isinstance(raw, dict):
-        raise _Bad(f"must be an object with 'shape_attributes', got {_describe(raw)}")
+        raise Bad(f"must be an object with 'shape_attributes', got {describe(raw)}")
     if "shape_attributes" not in raw:
-        raise _Bad("has no 'shape_attributes'")
+        raise Bad("has no 'shape_attributes'")
     shape, params = parse_shape(raw["shape_attributes"])
     attributes = raw.get("region_attributes", {})
     if attributes is None:
         attributes = {}
     if not isinstance(attributes, dict):
-        raise _Bad(f"'region_attributes' must be an object, got {_describe(attributes)}")
+        raise Bad(f"'region_attributes' must be an object, got {describe(attributes)}")
     name, problem = class_name_of(attributes, attribute)
     return Region(shape, params, name, index, attributes, problem)
 
@@ -419,11 +282,11 @@ def _parse_via3(data: dict, source: str, attribute: str | None):
     for key, value in (("file", files), ("view", views), ("metadata", metadata),
                        ("attribute", attribute_defs)):
         if not isinstance(value, dict):
-            problems.append(f"{source}: VIA 3 '{key}' must be an object, got {_describe(value)}")
+            problems.append(f"{source}: VIA 3 '{key}' must be an object, got {describe(value)}")
     if problems:
         return [], problems
 
-    images: dict[str, ViaImage] = {}
+    images: dict[str, AnnotatedImage] = {}
     for fid, entry in files.items():
         fname = entry.get("fname") if isinstance(entry, dict) else None
         if not isinstance(fname, str):
@@ -433,7 +296,7 @@ def _parse_via3(data: dict, source: str, attribute: str | None):
         if bad_name:
             problems.append(f"{source}: {fname}: {bad_name}")
             continue
-        images[str(fid)] = ViaImage(fname, [], {}, source)
+        images[str(fid)] = AnnotatedImage(fname, [], {}, source)
 
     view_file = {}
     for vid, view in views.items():
@@ -446,24 +309,24 @@ def _parse_via3(data: dict, source: str, attribute: str | None):
     for mid, meta in metadata.items():
         try:
             _add_via3_region(meta, mid, images, view_file, attribute_defs, attribute)
-        except _Bad as exc:
+        except Bad as exc:
             problems.append(f"{source}: {exc}")
     return list(images.values()), problems
 
 
 def _add_via3_region(meta, mid, images, view_file, attribute_defs, attribute):
     if not isinstance(meta, dict):
-        raise _Bad(f"metadata '{mid}' must be an object, got {_describe(meta)}")
+        raise Bad(f"metadata '{mid}' must be an object, got {describe(meta)}")
     vid = str(meta.get("vid"))
     if vid not in view_file or view_file[vid] not in images:
-        raise _Bad(f"metadata '{mid}' refers to an unknown view/file (vid {meta.get('vid')!r})")
+        raise Bad(f"metadata '{mid}' refers to an unknown view/file (vid {meta.get('vid')!r})")
     image = images[view_file[vid]]
     z, xy, av = meta.get("z", []), meta.get("xy", []), meta.get("av", {})
     if not isinstance(av, dict):
-        raise _Bad(f"{image.filename}: metadata '{mid}': 'av' must be an object")
+        raise Bad(f"{image.filename}: metadata '{mid}': 'av' must be an object")
     named = _via3_named_values(av, attribute_defs)
     if not isinstance(z, list) or not isinstance(xy, list):
-        raise _Bad(f"{image.filename}: metadata '{mid}': 'z' and 'xy' must be lists")
+        raise Bad(f"{image.filename}: metadata '{mid}': 'z' and 'xy' must be lists")
     if z or not xy:   # temporal segment or file-level metadata: not a spatial region
         if not xy and not z:
             image.file_attributes.update(named)
@@ -471,8 +334,8 @@ def _add_via3_region(meta, mid, images, view_file, attribute_defs, attribute):
     index = len(image.regions)
     try:
         shape, params = parse_via3_shape(xy)
-    except _Bad as exc:
-        raise _Bad(f"{image.filename}: region {index} (metadata '{mid}'): {exc}") from None
+    except Bad as exc:
+        raise Bad(f"{image.filename}: region {index} (metadata '{mid}'): {exc}") from None
     name, problem = class_name_of(named, attribute)
     image.regions.append(Region(shape, params, name, index, named, problem))
 
@@ -492,3 +355,9 @@ def _via3_named_values(av: dict, attribute_defs: dict) -> dict:
             value = options[str(value)]
         named[name] = value
     return named
+
+
+def read(source, document) -> Annotations:
+    """The reader interface (see `fcn_keras.annotations`): a loaded VIA document."""
+    images, problems = parse_via(document, source.path.name, source.attribute)
+    return Annotations(images, problems)

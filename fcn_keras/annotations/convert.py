@@ -1,33 +1,29 @@
-"""Converting VIA annotations into class-index masks (the "folder" format's `masks/`).
+"""The converter: annotations of any supported format -> class-index masks.
 
-For every image of one or more VIA JSON files this writes ``<output-dir>/<image stem>.png``, an
-index PNG (pixel = class index, 0 = background) whose palette holds the class colours, plus
-``classes.json`` and one split list ``<json stem>.txt`` (one image stem a line) per JSON file.
-Nothing is written unless every file checks out; then every write is atomic and files whose
-bytes would not change are left alone, so a re-run is idempotent.
+For every image of the given annotation files (or folders) this writes
+``<output-dir>/<image stem>.png``, an index PNG (pixel = class index, 0 = background, 255 =
+ignore) whose palette holds the class colours, plus ``classes.json`` and one split list
+``<name>.txt`` (one image stem a line) per input (named after the file, or the split the format
+gives: a CVAT subset, a mask folder's ImageSets list). Images that a LabelMe file embeds
+(``imageData``) while the image file is missing are written to ``<output-dir>/images/``.
 
-Class indices (background is always 0; a region named ``background`` paints 0):
+Guarantees, whatever the format: every problem of every input (bad files, shapes, classes,
+paths leaving the data folder, missing or unreadable images, sizes that disagree with the
+image headers) is reported together in one `DataError`, and nothing is written unless all of
+them check out; then every write is atomic and files whose bytes would not change are left
+alone, so a re-run is idempotent.
 
-- with ``classes`` (``a,b,c``): ``a`` = 1, ``b`` = 2, ``c`` = 3 (a leading ``background`` entry is
-  taken as index 0; a `ClassInfo` is used as it is, index 0 first); an integer name that is not
-  a class name is the index itself (the book's ``"1"``, ``"2"`` with ``water,soda``); any other
-  name is an error;
-- without it, from the names used in all the given JSON files together (so a train and a test
-  file converted in one call agree): if every name is an integer (``"1"``, ``"2"``, as in the
-  book's drinks dataset) the index is that integer; otherwise the names sorted (case-sensitive
-  code-point order) get 1..K.
-
-The pixel convention and the overlap order are those of `fcn_keras.rasterize`.
+Class numbering: `fcn_keras.annotations.classes`. Pixels and overlaps: `rasterize` (larger
+regions are painted first so a small object on a larger one stays visible; ``draw_order="file"``
+keeps the file's order).
 """
 
 from __future__ import annotations
 
 import collections
-import difflib
 import io
 import json
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -35,20 +31,19 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from fcn_keras.annotations import read_source
+from fcn_keras.annotations.classes import (ClassMap, class_map_from_declared,
+                                           class_map_from_names, parse_classes)
+from fcn_keras.annotations.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate_reason, rasterize
+from fcn_keras.annotations.records import AnnotatedImage, Source, format_problems
 from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import MASK_PNG_COMPRESSION, atomic_write_bytes, check_image
-from fcn_keras.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate_reason, rasterize
-from fcn_keras.via import ViaImage, format_problems, parse_via, read_json
-
-BACKGROUND = "background"
-MAX_CLASS_INDEX = 254   # 255 is the ignore index
-_INTEGER = re.compile(r"^[0-9]+$")
 
 
 @dataclass
 class ConversionResult:
-    """What a conversion produced; `stems` maps each JSON file's stem to its images' stems."""
+    """What a conversion produced; `stems` maps each split list's name to its images' stems."""
 
     output_dir: Path
     class_info: ClassInfo
@@ -58,144 +53,70 @@ class ConversionResult:
     skipped_missing: int = 0
     warnings: list[str] = field(default_factory=list)
     written: int = 0       # files (re)written; the others already had the same bytes
+    formats: dict[str, str] = field(default_factory=dict)   # input -> format read
 
 
 @dataclass
 class _Job:
-    """One image to convert: its entry, where it came from and its size."""
+    """One image to convert: its record, its split list, where its file is and its size."""
 
-    image: ViaImage
-    json_stem: str
+    image: AnnotatedImage
+    list_name: str
     stem: str
     path: Path
     size: tuple[int, int] = (0, 0)
     exif_rotated: bool = False
+    embedded: bool = False                      # the image comes from the annotation file
     drawn: list = field(default_factory=list)   # the regions that will be painted
-
-
-# ---------------------------------------------------------------------------------------------
-# Class mapping
-
-class ClassMap:
-    """Class name -> index, and the `ClassInfo` written as classes.json.
-
-    A name is looked up among the class names; an integer name that is not one of them is
-    taken as the index itself when there is such a class (the book's ``"1"``, ``"2"`` with
-    ``--classes water,soda``).
-    """
-
-    def __init__(self, info: ClassInfo):
-        self.info = info
-        self._index = {name: i for i, name in enumerate(info.names)}
-        self._index.setdefault(BACKGROUND, 0)
-
-    def index(self, name: str) -> int | None:
-        index = self._index.get(name)
-        number = integer_name(name)
-        if index is None and number is not None and number < self.info.n_classes:
-            index = number
-        return index
-
-    def unknown_message(self, name: str) -> str:
-        known = [n for n in self.info.names if n != BACKGROUND]
-        hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        folded = [n for n in known if n.casefold() == name.casefold()]
-        hint = folded or hint
-        text = (f"unknown class '{name}' (classes: {', '.join(known) or 'none'}; or an "
-                f"integer index below {self.info.n_classes})")
-        return text + (f"; did you mean '{hint[0]}'?" if hint else "")
-
-
-def integer_name(name: str) -> int | None:
-    """The value of an all-ASCII-digit class name, else None. Values past 10**9 are capped
-    (only whether they fit in a mask matters, and int() refuses more than 4300 digits)."""
-    if not _INTEGER.fullmatch(name):
-        return None
-    digits = name.lstrip("0")
-    return int(digits or "0") if len(digits) <= 9 else 10 ** 9
-
-
-def parse_classes(classes) -> ClassInfo | None:
-    """`classes` as given to `convert_via`: None, ``"a,b,c"``, a list of names or a ClassInfo."""
-    if classes is None or isinstance(classes, ClassInfo):
-        return classes
-    if isinstance(classes, str):
-        classes = classes.split(",")
-    names = [str(n).strip() for n in classes]
-    if not names or any(not n for n in names):
-        raise DataError(f"--classes: empty class name in {','.join(names)!r}")
-    if names[0].casefold() != BACKGROUND:
-        names = [BACKGROUND] + names
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(f"--classes: class names given twice: {', '.join(duplicates)}")
-    if len(names) - 1 > MAX_CLASS_INDEX:
-        raise DataError(f"--classes: {len(names) - 1} classes; at most {MAX_CLASS_INDEX} fit "
-                        "in a mask (255 is the ignore index)")
-    return ClassInfo(names)
-
-
-def class_map_from_names(names: set[str], problems: list[str]) -> ClassMap:
-    """The documented default rule: integer names are their own index, else sorted names."""
-    names = {n for n in names if n != BACKGROUND}
-    if names and all(integer_name(n) is not None for n in names):
-        top_name = max(names, key=integer_name)
-        top = integer_name(top_name)
-        if top > MAX_CLASS_INDEX:
-            shown = top_name if len(top_name) <= 20 else top_name[:17] + "..."
-            problems.append(f"class '{shown}' is above {MAX_CLASS_INDEX}: integer class names "
-                            f"are mask values, and 255 is the ignore index")
-            top = MAX_CLASS_INDEX
-        return ClassMap(ClassInfo([BACKGROUND] + [str(i) for i in range(1, top + 1)]))
-    ordered = sorted(names)
-    if len(ordered) > MAX_CLASS_INDEX:
-        problems.append(f"{len(ordered)} class names; at most {MAX_CLASS_INDEX} fit in a mask")
-        ordered = ordered[:MAX_CLASS_INDEX]
-    return ClassMap(ClassInfo([BACKGROUND] + ordered))
 
 
 # ---------------------------------------------------------------------------------------------
 # The job
 
-def convert_via(json_paths, data_path, output_dir=None, classes=None, attribute=None,
-                skip_missing=False, draw_order="area", save_filename=None, show=False,
-                progress=False) -> ConversionResult:
-    """Convert VIA JSON file(s) into index masks; one `DataError` lists every problem found.
+def convert_annotations(inputs, data_path, output_dir=None, classes=None, attribute=None,
+                        skip_missing=False, draw_order="area", save_filename=None, show=False,
+                        progress=False, fmt="auto") -> ConversionResult:
+    """Convert annotation file(s) or folder(s) into index masks; one `DataError` lists every
+    problem found.
 
-    json_paths: one path or a list; a path not found as given is looked up in `data_path`.
-    data_path: the folder holding the images (VIA file names are relative to it).
+    inputs: one path or a list; a path not found as given is looked up in `data_path`.
+    data_path: the folder holding the images (image names in the files are relative to it;
+        LabelMe's are relative to the JSON file, which must then lie inside it).
     output_dir: where masks, classes.json and the split lists go (default ``data_path/masks``).
     classes: ``"a,b,c"``, a list of names or a ClassInfo; None applies the default rule.
-    attribute: the region-attribute key holding the class name (default: auto-detected).
+    attribute: the VIA region-attribute key holding the class name (default: auto-detected).
     skip_missing: leave out images that are missing or unreadable instead of failing.
     draw_order: ``"area"`` (larger regions first) or ``"file"`` (the file's order).
     save_filename: also write the book's pickled ``{filename: one-hot HxWxC uint8}`` .npy
         (a relative path is taken inside `data_path`, where the book's scripts look).
     show: also write ``<output_dir>/show/<stem>.png`` (image | colour mask) for a visual check.
+    fmt: ``auto`` (from each file) or one of `fcn_keras.annotations.FORMATS`.
     """
     data_path = Path(data_path)
     if draw_order not in DRAW_ORDERS:
         raise DataError(f"draw order must be one of {', '.join(DRAW_ORDERS)}, got {draw_order!r}")
     if not _is_dir(data_path):
         raise DataError(f"{data_path}: data folder not found")
-    paths = [json_paths] if isinstance(json_paths, (str, Path)) else list(json_paths)
+    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not paths:
-        raise DataError("no VIA JSON file given")
+        raise DataError("no annotation file given")
     if save_filename is not None and len(paths) > 1:
-        raise DataError("--save-filename writes the book's .npy for one JSON file at a time; "
-                        f"got {len(paths)} JSON files")
+        raise DataError("--save-filename writes the book's .npy for one annotation file at a "
+                        f"time; got {len(paths)} files")
     output_dir = Path(output_dir) if output_dir is not None else data_path / "masks"
     given_info = parse_classes(classes)
 
     problems: list[str] = []
-    jobs = _read_jobs(paths, data_path, attribute, problems)
-    class_map = _class_map(jobs, given_info, problems)
+    reading = _Reading(data_path, attribute, fmt)
+    jobs = reading.jobs(paths, problems)
+    class_map = _class_map(jobs, given_info, reading.declared, problems)
     skipped = _read_sizes(jobs, skip_missing, problems)
     if problems:
         raise DataError(format_problems(problems))
 
-    result = ConversionResult(output_dir, class_map.info, skipped_missing=len(skipped))
-    result.stems = {stem: [] for stem in _json_stems(paths)}
+    result = ConversionResult(output_dir, class_map.info, skipped_missing=len(skipped),
+                              formats=reading.formats, warnings=reading.warnings)
+    result.stems = {name: [] for name in reading.list_names}
     skipped_ids = {id(job) for job in skipped}
     jobs = [job for job in jobs if id(job) not in skipped_ids]
     npy_path = _inside(data_path, save_filename) if save_filename else None
@@ -205,6 +126,11 @@ def convert_via(json_paths, data_path, output_dir=None, classes=None, attribute=
         raise DataError(f"{output_dir}: cannot write the masks ({exc})") from None
     result.warnings = _warnings(jobs, skipped, result.warnings)
     return result
+
+
+def convert_via(json_paths, data_path, output_dir=None, **options) -> ConversionResult:
+    """`convert_annotations` for VIA JSON files (the book's converter)."""
+    return convert_annotations(json_paths, data_path, output_dir, fmt="via", **options)
 
 
 def _is_dir(path: Path) -> bool:
@@ -219,66 +145,90 @@ def _inside(data_path: Path, name) -> Path:
     return path if path.is_absolute() else data_path / path
 
 
-def _json_stems(paths) -> list[str]:
-    return [Path(p).stem for p in paths]
-
-
-def _resolve_json(path, data_path: Path) -> Path | None:
+def _resolve_input(path, data_path: Path) -> Path | None:
     for candidate in (Path(path), data_path / path):
         try:
-            if candidate.is_file():
+            if candidate.exists():
                 return candidate
         except (OSError, ValueError):
             pass
     return None
 
 
-def _read_jobs(paths, data_path: Path, attribute, problems: list[str]) -> list[_Job]:
-    """Parse every JSON file; one job per image entry, with clashing names reported."""
-    jobs, seen_json, by_name, by_stem = [], {}, {}, {}
-    for given in paths:
-        json_stem = Path(given).stem
-        if json_stem in seen_json:
-            problems.append(f"{given}: two JSON files named '{json_stem}' would both write "
-                            f"'{json_stem}.txt'")
-            continue
-        seen_json[json_stem] = given
-        path = _resolve_json(given, data_path)
+class _Reading:
+    """Reads every input into jobs (one per image), with clashing names reported, and keeps
+    what the files declare: formats, class lists, warnings, split list names."""
+
+    def __init__(self, data_path: Path, attribute, fmt: str):
+        self.data_path, self.attribute, self.fmt = data_path, attribute, fmt
+        self.formats: dict[str, str] = {}
+        self.declared: list[tuple[str, tuple | None]] = []
+        self.warnings: list[str] = []
+        self.list_names: list[str] = []
+        self.by_name: dict[str, str] = {}
+        self.by_stem: dict[str, str] = {}
+
+    def jobs(self, paths, problems: list[str]) -> list[_Job]:
+        jobs, seen = [], {}
+        for given in paths:
+            stem = Path(given).stem or Path(given).name
+            if stem in seen:
+                problems.append(f"{given}: two inputs named '{stem}' would both write "
+                                f"'{stem}.txt'")
+                continue
+            seen[stem] = given
+            jobs += self._read_one(given, stem, problems)
+        return jobs
+
+    def _read_one(self, given, stem: str, problems: list[str]) -> list[_Job]:
+        path = _resolve_input(given, self.data_path)
         if path is None:
-            problems.append(f"{given}: VIA JSON file not found (looked for {Path(given)} and "
-                            f"{data_path / given})")
-            continue
+            problems.append(f"{given}: annotation file not found (looked for {Path(given)} and "
+                            f"{self.data_path / given})")
+            return []
         try:
-            data = read_json(path)
+            fmt, found = read_source(Source(path, self.data_path, self.attribute), self.fmt)
         except DataError as exc:
             problems.append(str(exc))
-            continue
-        images, found = parse_via(data, path.name, attribute)
-        problems.extend(found)
-        for image in images:
-            name = PurePosixPath(image.filename.replace("\\", "/"))
-            where = f"{path.name}: {image.filename}"
-            if str(name) in by_name:
-                problems.append(f"{where}: listed twice (also in {by_name[str(name)]}); "
-                                "one mask per image")
-                continue
-            if name.stem in by_stem:
-                problems.append(f"{where}: its mask {name.stem}.png would overwrite the one of "
-                                f"{by_stem[name.stem]}")
-                continue
-            by_name[str(name)] = path.name
-            by_stem[name.stem] = image.filename
-            jobs.append(_Job(image, json_stem, name.stem, data_path / name,
-                             drawn=_drawn(image)))
-    return jobs
+            return []
+        self.formats[str(given)] = fmt
+        problems.extend(found.problems)
+        self.declared += found.declared
+        self.warnings += found.warnings
+        if not found.images or any(image.split is None for image in found.images):
+            self._list(stem)
+        return [job for job in (self._job(image, stem, problems) for image in found.images)
+                if job is not None]
+
+    def _list(self, name: str) -> None:
+        if name not in self.list_names:
+            self.list_names.append(name)
+
+    def _job(self, image: AnnotatedImage, stem: str, problems: list[str]) -> _Job | None:
+        name = PurePosixPath(image.filename.replace("\\", "/"))
+        where = f"{image.source}: {image.filename}"
+        if str(name) in self.by_name:
+            problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
+                            "one mask per image")
+            return None
+        if name.stem in self.by_stem:
+            problems.append(f"{where}: its mask {name.stem}.png would overwrite the one of "
+                            f"{self.by_stem[name.stem]}")
+            return None
+        self.by_name[str(name)] = image.source
+        self.by_stem[name.stem] = image.filename
+        list_name = image.split or stem
+        self._list(list_name)
+        return _Job(image, list_name, name.stem, self.data_path / name, drawn=_drawn(image))
 
 
-def _drawn(image: ViaImage):
+def _drawn(image: AnnotatedImage):
     """The regions that will be painted: area shapes that enclose something."""
     return [r for r in image.regions if r.shape in AREA_SHAPES and not degenerate_reason(r)]
 
 
-def _class_map(jobs: list[_Job], given: ClassInfo | None, problems: list[str]) -> ClassMap:
+def _class_map(jobs: list[_Job], given: ClassInfo | None, declared, problems: list[str]
+               ) -> ClassMap:
     names, missing = set(), []
     for job in jobs:
         for region in job.drawn:
@@ -292,7 +242,12 @@ def _class_map(jobs: list[_Job], given: ClassInfo | None, problems: list[str]) -
             else:
                 names.add(region.class_name)
     problems.extend(missing)
-    class_map = ClassMap(given) if given is not None else class_map_from_names(names, problems)
+    if given is not None:
+        class_map = ClassMap(given)
+    elif declared:
+        class_map = class_map_from_declared(declared, problems)
+    else:
+        class_map = class_map_from_names(names, problems)
     for job in jobs:
         for region in job.drawn:
             if region.class_name is not None and class_map.index(region.class_name) is None:
@@ -312,30 +267,65 @@ def exif_rotated(path: Path) -> bool:
 
 def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> list[_Job]:
     """Image sizes from the file headers (after `check_image`'s cheap truncation checks, so a
-    broken image fails here, before anything is written); returns the jobs skipped for a
-    missing or unreadable image."""
+    broken image fails here, before anything is written), checked against the sizes the
+    annotation file gives; returns the jobs skipped for a missing or unreadable image."""
     skipped = []
     for job in jobs:
+        where = f"{job.image.source}: {job.image.filename}"
         try:
-            width, height = check_image(job.path, pipeline=False)
-            if width <= 0 or height <= 0:
-                raise DataError(f"{job.path}: image has no pixels ({width}x{height})")
+            width, height = _image_size(job)
         except DataError as exc:
             if skip_missing:
                 skipped.append(job)
             else:
-                problems.append(f"{job.image.source}: {job.image.filename}: {exc}")
+                problems.append(f"{where}: {exc}")
             continue
         except (OSError, ValueError) as exc:   # odd names the OS refuses to look up
             if skip_missing:
                 skipped.append(job)
             else:
-                problems.append(f"{job.image.source}: {job.image.filename}: cannot open the "
-                                f"image ({exc})")
+                problems.append(f"{where}: cannot open the image ({exc})")
             continue
         job.size = (height, width)
-        job.exif_rotated = exif_rotated(job.path)
+        problems.extend(f"{where}: {p}" for p in _size_problems(job))
+        job.exif_rotated = not job.embedded and exif_rotated(job.path)
     return skipped
+
+
+def _image_size(job: _Job) -> tuple[int, int]:
+    """(width, height) of the image file, or of the image the annotation file embeds when the
+    file is missing (LabelMe's imageData)."""
+    if job.image.image_data is not None and not job.path.exists():
+        job.embedded = True
+        try:
+            with Image.open(io.BytesIO(job.image.image_data)) as image:
+                width, height = image.size
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"image file missing and its embedded imageData is not a "
+                            f"readable image ({exc})") from None
+    else:
+        width, height = check_image(job.path, pipeline=False)
+    if width <= 0 or height <= 0:
+        raise DataError(f"{job.path}: image has no pixels ({width}x{height})")
+    return width, height
+
+
+def _size_problems(job: _Job) -> list[str]:
+    """The annotation file's image size and RLE sizes must be the image's: else the shapes were
+    drawn on another (resized, rotated) version of it."""
+    height, width = job.size
+    found = []
+    if job.image.size is not None and tuple(job.image.size) != (height, width):
+        h, w = job.image.size
+        turned = " (EXIF-rotated?)" if (h, w) == (width, height) else ""
+        found.append(f"the annotations are for a {w}x{h} image, but the image file is "
+                     f"{width}x{height} (width x height){turned}")
+    for region in job.drawn:
+        if region.shape == "rle" and tuple(region.params["size"]) != (height, width):
+            h, w = region.params["size"]
+            found.append(f"region {region.index}: RLE of size {w}x{h} on a {width}x{height} "
+                         "image (width x height)")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +337,7 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
 
     output_dir = result.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    _write_embedded_images(jobs, output_dir / "images", result)
     palette = class_map.info.palette()
     book = {} if npy_path is not None else None
     outside = []
@@ -366,7 +357,7 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
         outside.extend(f"{job.image.filename} region {regions[i].index}" for i in hidden)
         mask_path = output_dir / f"{job.stem}.png"
         result.written += write_if_changed(mask_path, png)
-        result.stems[job.json_stem].append(job.stem)
+        result.stems[job.list_name].append(job.stem)
         result.image_paths[job.stem] = job.path
         result.mask_paths[job.stem] = mask_path
         if book is not None:
@@ -374,9 +365,9 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
         if show:
             result.written += write_if_changed(output_dir / "show" / f"{job.stem}.png",
                                                side_by_side(job.path, mask, palette))
-    for json_stem, stems in result.stems.items():
+    for list_name, stems in result.stems.items():
         text = "".join(f"{s}\n" for s in stems)
-        result.written += write_if_changed(output_dir / f"{json_stem}.txt",
+        result.written += write_if_changed(output_dir / f"{list_name}.txt",
                                            text.encode("utf-8", "surrogateescape"))
     classes_json = output_dir / "classes.json"
     if _read_bytes(classes_json) != _classes_bytes(class_map.info):
@@ -388,6 +379,15 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
         result.written += write_if_changed(npy_path, buffer.getvalue())
     if outside:
         result.warnings.append(_counted(outside, "region(s) lie entirely outside their image"))
+
+
+def _write_embedded_images(jobs, folder: Path, result: ConversionResult) -> None:
+    """Images only the annotation file holds (LabelMe imageData) become files the dataset can
+    use; the job then points at the written file."""
+    for job in jobs:
+        if job.embedded:
+            job.path = folder / job.path.name
+            result.written += write_if_changed(job.path, job.image.image_data)
 
 
 def _ordered_map(fn, items, workers: int | None = None, ahead: int = 4):
@@ -475,7 +475,7 @@ def _warnings(jobs: list[_Job], skipped: list[_Job], extra: list[str]) -> list[s
         for region in job.image.regions:
             where = f"{job.image.filename} region {region.index}"
             if region.shape not in AREA_SHAPES:
-                not_areas.append(f"{where} ({region.shape})")
+                not_areas.append(f"{where} ({region.shape.replace('_', ' ')})")
             else:
                 reason = degenerate_reason(region)
                 if reason:
@@ -485,7 +485,7 @@ def _warnings(jobs: list[_Job], skipped: list[_Job], extra: list[str]) -> list[s
         warnings.append(_counted([j.image.filename for j in skipped],
                                  "image(s) missing or unreadable, skipped (--skip-missing)"))
     if not_areas:
-        warnings.append(_counted(not_areas, "polyline/point region(s) skipped: they enclose "
+        warnings.append(_counted(not_areas, "line/point region(s) skipped: they enclose "
                                             "no area"))
     if degenerate:
         warnings.append(_counted(degenerate, "degenerate region(s) skipped"))
