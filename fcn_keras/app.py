@@ -324,7 +324,8 @@ class FCN:
     # export ----------------------------------------------------------------------------------
     def export(self, directory: str) -> None:
         from fcn_keras.export import export_model
-        export_model(self.model, Path(directory), self.classes, self.config)
+        export_model(self.model, Path(directory), self.classes, self.config,
+                     tflite_size=self.config.export_size)
 
 
 def image_files(target: str) -> list[Path]:

@@ -27,6 +27,7 @@ class Config:
     summary: bool = False
     plot: bool = False
     export: str | None = None
+    export_size: tuple[int, int] | None = None
     # model
     arch: str = "fcn"
     backbone: str = "resnet"
@@ -289,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "per-class table and IoU bars, confusion matrix, training curves, worst "
                     "images)")
     ev.add_argument("--export", metavar="DIR",
-                    help="export the model (SavedModel, .keras; ONNX if tf2onnx is installed)")
+                    help="export the model (.keras, SavedModel, TFLite float32 and int8; ONNX "
+                    "if tf2onnx is installed)")
+    ev.add_argument("--export-size", type=_size, metavar="HxW",
+                    help="the input size of the TFLite files (default: --height x --width)")
     p.add_argument("--preset", metavar="NAME|FILE",
                    help="a named set of options (shipped: "
                    f"{', '.join(presets.available()) or 'none'}) or a JSON file of them; "

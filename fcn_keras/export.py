@@ -62,10 +62,11 @@ def compact_weights(source: str | Path, target: str | Path) -> None:
             copy(src, dst)
 
 
-def export_model(model, directory: Path, classes, config) -> list[Path]:
-    """Write `model.keras`, `saved_model/` (any input size), `model.tflite` (float32),
-    `model-int8.tflite` (dynamic-range int8 weights) and, with tf2onnx installed, `model.onnx`,
-    plus `classes.json`. Each file maps an (N, H, W, C) float32 [0, 1] batch to per-pixel class
+def export_model(model, directory: Path, classes, config, tflite_size=None) -> list[Path]:
+    """Write `model.keras`, `saved_model/` (any input size), `model.tflite` (float32) and
+    `model-int8.tflite` (dynamic-range int8 weights), both for one input size (`tflite_size`,
+    default the config's --height x --width), with tf2onnx installed `model.onnx`, and
+    `classes.json`. Each maps an (N, H, W, C) float32 [0, 1] batch to per-pixel class
     probabilities; `load_export` reads any of them back (tests/test_export.py checks that their
     masks agree with the Keras model's)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -79,8 +80,9 @@ def export_model(model, directory: Path, classes, config) -> list[Path]:
         written.append(saved_model)
     except Exception as exc:  # export needs the TF backend
         raise ConfigError(f"could not export a SavedModel to {saved_model}: {exc}") from None
+    size = tuple(tflite_size or (config.height, config.width))
     for name, int8 in (("model.tflite", False), ("model-int8.tflite", True)):
-        written.append(export_tflite(saved_model, directory / name, int8=int8))
+        written.append(export_tflite(model, directory / name, size, config.channels, int8))
     classes.save(directory / "classes.json")
     written.append(directory / "classes.json")
     try:
@@ -99,21 +101,28 @@ def export_model(model, directory: Path, classes, config) -> list[Path]:
     return written
 
 
-def export_tflite(saved_model: Path, path: Path, int8: bool = False) -> Path:
-    """Convert a SavedModel to TFLite (input height and width stay free: the interpreter is
-    resized per image). `int8`: dynamic-range quantisation, weights stored as int8 (a quarter
+def export_tflite(model, path: Path, size: tuple[int, int], channels: int = 3,
+                  int8: bool = False) -> Path:
+    """Convert the model to TFLite for (1, height, width, channels) inputs.
+
+    TFLite's built-in convolution needs static shapes (with free height and width the converter
+    refuses tf.Conv2D unless the TensorFlow ops are bundled), so the file takes one size, as
+    mobile deployments do. `int8`: dynamic-range quantisation, weights stored as int8 (a quarter
     of the size), activations computed in float."""
     import tensorflow as tf
 
     from fcn_keras.io_utils import atomic_path
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    spec = tf.TensorSpec((1, *size, channels), tf.float32, name="image")
+    function = tf.function(lambda images: model(images, training=False), input_signature=[spec])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], model)
     if int8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and others
-        raise ConfigError(f"could not convert {saved_model} to TFLite: "
+        raise ConfigError(f"could not convert the model to TFLite: "
                           f"{str(exc).splitlines()[0][:300]}") from None
     with atomic_path(path) as scratch:
         Path(scratch).write_bytes(flatbuffer)
@@ -121,25 +130,33 @@ def export_tflite(saved_model: Path, path: Path, int8: bool = False) -> Path:
 
 
 class TFLiteModel:
-    """A `.tflite` file called like a Keras model: (N, H, W, C) float32 -> probabilities."""
+    """A `.tflite` file called like a Keras model: (N, H, W, C) float32 -> probabilities, one
+    image at a time, at the size the file was exported for."""
 
     def __init__(self, path: Path):
         import tensorflow as tf
-        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=None)
-        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.path = path
+        self.interpreter = tf.lite.Interpreter(model_path=str(path))
+        self.interpreter.allocate_tensors()
+        details = self.interpreter.get_input_details()[0]
+        self.input, self.shape = details["index"], tuple(details["shape"][1:])
         self.output = self.interpreter.get_output_details()[0]["index"]
-        self.shape = None
 
     def __call__(self, images):
         import numpy as np
+
+        from fcn_keras.errors import DataError
         images = np.ascontiguousarray(images, np.float32)
-        if self.shape != images.shape:
-            self.interpreter.resize_tensor_input(self.input, images.shape, strict=False)
-            self.interpreter.allocate_tensors()
-            self.shape = images.shape
-        self.interpreter.set_tensor(self.input, images)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output)
+        if images.shape[1:] != self.shape:
+            raise DataError(f"{self.path}: takes {self.shape[0]}x{self.shape[1]} images "
+                            f"({self.shape[2]} channels), got {images.shape[1]}x"
+                            f"{images.shape[2]}; export again with --export-size HxW")
+        outputs = []
+        for image in images:
+            self.interpreter.set_tensor(self.input, image[None])
+            self.interpreter.invoke()
+            outputs.append(self.interpreter.get_tensor(self.output)[0])
+        return np.stack(outputs)
 
 
 class SavedModelFunction:

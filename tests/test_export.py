@@ -11,6 +11,7 @@ from PIL import Image  # noqa: E402
 
 from fcn_keras import Segmenter  # noqa: E402
 from fcn_keras.config import parse_args  # noqa: E402
+from fcn_keras.errors import DataError  # noqa: E402
 from fcn_keras.export import export_model, load_export  # noqa: E402
 from fcn_keras.metrics import ConfusionMatrix  # noqa: E402
 from helpers import ROOT  # noqa: E402
@@ -20,7 +21,8 @@ from helpers import ROOT  # noqa: E402
 def exported(tmp_path_factory):
     segmenter = Segmenter.from_preset("quick")
     directory = tmp_path_factory.mktemp("export")
-    export_model(segmenter.model, directory, segmenter.classes, parse_args(["--summary"]))
+    export_model(segmenter.model, directory, segmenter.classes, parse_args(["--summary"]),
+                 tflite_size=(240, 320))
     images = np.stack([np.asarray(Image.open(ROOT / "data" / "drinks" / f"00001{i}.jpg"))
                        for i in (81, 90)]).astype(np.float32) / 255.0
     reference = segmenter.model(images, training=False).numpy()
@@ -38,13 +40,14 @@ def test_float_exports_agree_with_the_keras_model(exported, name):
     np.testing.assert_allclose(probs, reference, atol=2e-3)
 
 
-def test_exports_take_any_image_size(exported):
+def test_keras_and_savedmodel_take_any_size_tflite_its_own(exported):
     directory, images, reference = exported
     crop = images[:1, :97, :131]
     expected = load_export(directory / "model.keras")(crop).argmax(-1)
-    for name in ("saved_model", "model.tflite"):
-        got = np.asarray(load_export(directory / name)(crop)).argmax(-1)
-        assert got.shape == (1, 97, 131) and np.mean(got == expected) >= 0.999
+    got = np.asarray(load_export(directory / "saved_model")(crop)).argmax(-1)
+    assert got.shape == (1, 97, 131) and np.mean(got == expected) >= 0.999
+    with pytest.raises(DataError, match=r"takes 240x320 images .*--export-size"):
+        load_export(directory / "model.tflite")(crop)
 
 
 def test_int8_export_is_smaller_and_close(exported):

@@ -131,7 +131,8 @@ def test_export_savedmodel_takes_any_size(tmp_path):
     from fcn_keras.config import parse_args
     from fcn_keras.export import export_model
     model, _ = build_model("fcn", n_classes=3, n=1, layers_=2, head_filters=8)
-    export_model(model, tmp_path, ClassInfo(["a", "b", "c"]), parse_args(["--summary"]))
+    export_model(model, tmp_path, ClassInfo(["a", "b", "c"]), parse_args(["--summary"]),
+                 tflite_size=(32, 48))
     served = tf.saved_model.load(str(tmp_path / "saved_model"))
     for height, width in [(45, 61), (64, 64)]:
         x = np.random.rand(1, height, width, 3).astype("float32")
