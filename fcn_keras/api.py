@@ -55,7 +55,7 @@ class Segmenter:
         """The shipped weights of a preset (`camvid`, `camvid-fcn8s`, `quick` = the drinks
         main job) from `weights_dir`, with the preset's evaluation options (e.g. flip TTA)."""
         from fcn_keras.config import parse_args
-        config = parse_args(["--evaluate", "--preset", name, "--verbose", "0"])
+        config = parse_args(["--summary", "--preset", name, "--verbose", "0"])
         path = Path(weights_dir) / config.weights_name
         if not path.is_file():
             raise ConfigError(f"preset {name!r}: its weights {path} are not here (they ship "

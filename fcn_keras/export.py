@@ -114,16 +114,16 @@ def export_tflite(model, path: Path, size: tuple[int, int], channels: int = 3,
     from fcn_keras.io_utils import atomic_path
 
     spec = tf.TensorSpec((1, *size, channels), tf.float32, name="image")
-    function = tf.function(lambda images: model(images, training=False), input_signature=[spec])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], model)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    try:
-        flatbuffer = converter.convert()
-    except Exception as exc:  # the converter raises ConverterError and others
-        raise ConfigError(f"could not convert the model to TFLite: "
-                          f"{str(exc).splitlines()[0][:300]}") from None
+    with tempfile.TemporaryDirectory(prefix="fcn-tflite-") as scratch:
+        model.export(scratch, format="tf_saved_model", input_signature=[spec], verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
+        if int8:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:  # the converter raises ConverterError and others
+            raise ConfigError(f"could not convert the model to TFLite: "
+                              f"{str(exc).splitlines()[0][:300]}") from None
     with atomic_path(path) as scratch:
         Path(scratch).write_bytes(flatbuffer)
     return path
@@ -134,9 +134,8 @@ class TFLiteModel:
     image at a time, at the size the file was exported for."""
 
     def __init__(self, path: Path):
-        import tensorflow as tf
         self.path = path
-        self.interpreter = tf.lite.Interpreter(model_path=str(path))
+        self.interpreter = tflite_interpreter(path)
         self.interpreter.allocate_tensors()
         details = self.interpreter.get_input_details()[0]
         self.input, self.shape = details["index"], tuple(details["shape"][1:])
@@ -159,12 +158,28 @@ class TFLiteModel:
         return np.stack(outputs)
 
 
+def tflite_interpreter(path: Path):
+    """LiteRT's interpreter (TFLite's successor) when installed, else TensorFlow's own, whose
+    deprecation notice is not the user's concern here."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return tf.lite.Interpreter(model_path=str(path))
+    return Interpreter(model_path=str(path))
+
+
 class SavedModelFunction:
     """A SavedModel's serving function called like a Keras model."""
 
     def __init__(self, path: Path):
         import tensorflow as tf
-        self.function = tf.saved_model.load(str(path)).serve
+        self.loaded = tf.saved_model.load(str(path))   # keeps the function's variables alive
+        self.function = self.loaded.serve
 
     def __call__(self, images):
         import tensorflow as tf
