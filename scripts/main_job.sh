@@ -20,11 +20,14 @@ NAME=$(basename "$DATA")
 COMMON=(--preset quick --data-path "$DATA" --dataset "$NAME")
 
 python utils/generate_gt_segmentation.py -p "$DATA" -j segmentation_train.json segmentation_test.json
-CROP=$(python utils/dataset_info.py "$DATA" --crop)
+# The quick preset runs the network on 2x2-averaged images (--downsample 2): the crop is then
+# the whole image, at most 512 pixels a side.
+CROP=$(python utils/dataset_info.py "$DATA" --crop --downsample 2)
 echo "Training crop: $CROP"
 python fcn.py --train "${COMMON[@]}" --height "${CROP%x*}" --width "${CROP#*x}" \
     --epochs "${EPOCHS:-1000}" --time-limit "$TRAIN_MINUTES" --save-dir "$OUT" --verbose 2
-WEIGHTS="$OUT/fcn4s-ResNet20v2-3layer-$NAME-best-iou.weights.h5"
+WEIGHTS="$OUT/$(python -c 'import sys; from fcn_keras.config import parse_args
+print(parse_args(sys.argv[1:]).weights_name)' --summary "${COMMON[@]}")"
 python fcn.py --evaluate "${COMMON[@]}" --restore-weights "$WEIGHTS" \
     --report "$OUT/report-test.json" --output-dir "$OUT" --plot --worst 4
 python fcn.py --evaluate "${COMMON[@]}" --restore-weights "$WEIGHTS" \

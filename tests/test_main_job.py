@@ -67,6 +67,9 @@ def test_dataset_info_crop_and_test_image(tmp_path):
     assert suggest_crop([(768, 768), (760, 770)]) == (256, 256)   # photos: 256 at most
     assert suggest_crop([(360, 480)]) == (192, 256)
     assert suggest_crop([(40, 50)]) == (32, 32)                # never under the stride
+    assert suggest_crop([(240, 320)] * 3, downsample=2) == (224, 320)   # whole images
+    assert suggest_crop([(768, 768)], downsample=2) == (512, 512)     # 256 a side in the net
+    assert suggest_crop([(40, 50)], downsample=2) == (64, 64)
     data = via_folder(tmp_path / "food", np.random.default_rng(1))
     subprocess.run([sys.executable, str(ROOT / "utils" / "generate_gt_segmentation.py"), "-p",
                     str(data), "-j", "segmentation_train.json", "segmentation_test.json", "-q"],
