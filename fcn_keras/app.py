@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanG
                                  TrainingInterrupted, TrainingState, make_schedule)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
-from fcn_keras.errors import ConfigError, DataError, FCNError
+from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import WorstImages, score_split, write_report
 from fcn_keras.io_utils import atomic_path, check_image, write_index_png
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
@@ -26,8 +27,10 @@ from fcn_keras.metrics import format_table
 from fcn_keras.models import build_model
 from fcn_keras.pipeline import DataGenerator, PipelineOptions, names_unreadable_files
 from fcn_keras.predict import Predictor, padding_multiple
+from fcn_keras.runlock import SaveDirLock
 from fcn_keras.sidecar import beside, write_settings
-from fcn_keras.strategy import choose_strategy, is_chief
+from fcn_keras.strategy import choose_strategy, is_chief, strategy_name
+from fcn_keras.watchdog import Watchdog
 from fcn_keras import distributed, hooks, visualize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -46,11 +49,17 @@ class FCN:
         self._dataset = None
         self.time_limit = None
         self.classes = self._find_classes()
+        self.watchdog = None
+        if config.train and strategy_name(config.strategy) == "multiworker":
+            # started before the strategy, which waits for the whole cluster to connect
+            self.watchdog = Watchdog(config.worker_timeout).start()
         self.strategy = choose_strategy(config.strategy) if config.train else \
             tf.distribute.get_strategy()
         with self.strategy.scope():
             self.model, self.backbone = build_model(n_classes=self.classes.n_classes,
                                                     **config.model_options())
+        if config.sync_bn:
+            distributed.synchronize_batch_norm(self.model)
         check_training_size(config, padding_multiple(self.model))
         self.save_dir = Path(config.save_dir)
         self.weights_path = self.save_dir / config.weights_name
@@ -119,30 +128,33 @@ class FCN:
     def train(self) -> None:
         """Train on `train`, validating `val` after every epoch: `model.fit` under the chosen
         strategy, or under MultiWorkerMirroredStrategy (where Keras 3's fit fails) the custom
-        loop of `fcn_keras.distributed`, which shares everything with fit but the step."""
-        c = self.config
+        loop of `fcn_keras.distributed`, which shares everything with fit but the step.
+        The `--save-dir` is locked meanwhile (`fcn_keras.runlock`): one run per folder."""
         train_gen, val_gen = self._training_generators()
-        with self.strategy.scope():
-            optimizer = self._optimizer()
-            loss = SegmentationLoss(self.classes.n_classes, c.loss, self._class_weights())
-            self.model.compile(optimizer=optimizer, loss=loss, jit_compile=bool(c.jit))
-            optimizer.build(self.model.trainable_variables)
+        try:
+            with SaveDirLock(self.save_dir, enabled=is_chief()):
+                self._train(train_gen, val_gen)
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.stop()
+
+    def _train(self, train_gen, val_gen) -> None:
+        c = self.config
+        optimizer = self._compile()
         history, state, initial_epoch = self._resume_state(optimizer)
         multiworker = distributed.is_multiworker(self.strategy)
-        predictor = Predictor(self.model)
-        val_ds = val_gen.dataset()
-        accuracy = AccuracyCallback(
-            lambda: self._score(predictor, val_ds), self.weights_path, history, c.verbose, state,
-            chief=is_chief(),
-            share=(lambda value: distributed.share_scalar(self.strategy, value))
-            if multiworker else None)
+        accuracy = self._accuracy_callback(val_gen, history, state, multiworker)
+        if initial_epoch:   # a damaged history (moved aside) must not lower the best so far
+            accuracy.best = max(accuracy.best, float(state.best.numpy()))
         if multiworker:  # before any early return: the workers' collectives must match
-            initial_epoch = distributed.prepare_workers(self.strategy, self.model, train_gen,
-                                                        accuracy, initial_epoch)
+            with distributed.lost_worker_errors():
+                initial_epoch = distributed.prepare_workers(self.strategy, self.model,
+                                                            train_gen, accuracy, initial_epoch)
+            if self.watchdog is not None:
+                self.watchdog.beat()
         if initial_epoch >= c.epochs:
             log(c, f"Nothing to do: the run already completed {initial_epoch} epochs")
             return
-        self._save_sidecars()
         nan_guard = NanGuard()
         self.schedule = self._schedule()
         self.time_limit = TimeLimit(c.time_limit, schedule=self.schedule) if c.time_limit \
@@ -150,12 +162,18 @@ class FCN:
         run = self._train_multiworker if multiworker else self._fit
         with InterruptGuard() as guard:
             try:
+                self._save_sidecars()
                 run(train_gen, initial_epoch, [nan_guard, accuracy, guard])
             except KeyboardInterrupt:
                 where = f"saved in {self.save_dir}" if is_chief() else "saved by the chief"
                 raise TrainingInterrupted(
                     f"training interrupted; {int(state.epoch.numpy())} epoch(s) complete, state "
                     f"{where}: continue with --resume") from None
+            except OutputError as exc:   # a full disk: the last completed epoch is on disk
+                raise OutputError(
+                    f"training stopped: {exc}. The files of the {int(state.epoch.numpy())} "
+                    f"completed epoch(s) are kept in {self.save_dir}: make room, then continue "
+                    "with --resume") from None
         hooks.dump_weights(self.model)
         if nan_guard.stopped_at is not None:
             raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
@@ -166,6 +184,33 @@ class FCN:
                    "ended past the limit); continue with --resume")
         if is_chief():
             log(c, f"Best val mIoU {accuracy.best:.4f}; weights: {self.weights_path}")
+
+    def _compile(self):
+        """Compile the model with its optimizer and loss under the strategy; the optimizer."""
+        c = self.config
+        with self.strategy.scope():
+            optimizer = self._optimizer()
+            loss = SegmentationLoss(self.classes.n_classes, c.loss, self._class_weights())
+            self.model.compile(optimizer=optimizer, loss=loss, jit_compile=bool(c.jit))
+            optimizer.build(self.model.trainable_variables)
+        return optimizer
+
+    def _accuracy_callback(self, val_gen, history, state, multiworker: bool) -> AccuracyCallback:
+        """The book's callback scoring `val`; in a cluster the chief's score is shared, and its
+        validation is local work for the watchdog (the others wait for it)."""
+        predictor = Predictor(self.model)
+        val_ds = val_gen.dataset()
+
+        def evaluate():
+            if self.watchdog is None:
+                return self._score(predictor, val_ds)
+            with self.watchdog.local():
+                return self._score(predictor, val_ds)
+
+        share = (lambda value: distributed.share_scalar(self.strategy, value)) \
+            if multiworker else None
+        return AccuracyCallback(evaluate, self.weights_path, history, self.config.verbose,
+                                state, chief=is_chief(), share=share)
 
     def _training_generators(self):
         c = self.config
@@ -208,21 +253,27 @@ class FCN:
                    "multi-worker loop")
         nan_guard, accuracy, guard = callbacks
         loop = distributed.MultiWorkerLoop(self.strategy, self.model, self.schedule,
-                                           accuracy, nan_guard, guard, c.verbose)
-        loop.run(train_gen.dataset(repeat=True), c.epochs, c.steps_per_epoch or len(train_gen),
-                 initial_epoch)
+                                           accuracy, nan_guard, guard, c.verbose, self.watchdog)
+        with distributed.lost_worker_errors():
+            loop.run(train_gen.dataset(repeat=True), c.epochs,
+                     c.steps_per_epoch or len(train_gen), initial_epoch)
 
     def _resume_state(self, optimizer):
         c = self.config
         stem = self.weights_path.name.replace(".weights.h5", "")
         history = History(self.save_dir, stem)
         state = TrainingState(self.save_dir / f"{stem}-state", self.model, optimizer,
-                              scratch=not is_chief())
+                              scratch=not is_chief(), fresh=not c.resume)
         initial_epoch = 0
         if c.resume:
-            if is_chief():  # temporaries of atomic writes cut short by a crash
-                for stale in self.save_dir.glob(f".{stem}*"):
-                    stale.unlink(missing_ok=True)
+            if is_chief():  # temporaries of writes cut short by a crash (ours and TF's)
+                for stale in [*self.save_dir.glob(f".{stem}*"),
+                              *state.directory.glob("*_temp"),
+                              *state.directory.glob("checkpoint.tmp*")]:
+                    if stale.is_dir():
+                        shutil.rmtree(stale, ignore_errors=True)
+                    else:
+                        stale.unlink(missing_ok=True)
             restored = state.restore()
             initial_epoch = restored or 0
             if not is_chief():  # multi-worker: the chief's state is broadcast to the others
@@ -369,7 +420,9 @@ def load_weights(model, path: Path, config: Config) -> None:
 
 def check_weights_file(path: Path) -> None:
     """Refuse a file that is not a readable weights file before Keras tries it, so the message
-    says that rather than "does not fit this model"."""
+    says that rather than "does not fit this model" or an h5py traceback. Every array is read
+    once: a file cut short or overwritten in the middle fails there, not halfway through
+    loading (weights files are at most tens of MB)."""
     import zipfile
 
     import h5py
@@ -381,8 +434,16 @@ def check_weights_file(path: Path) -> None:
                               "truncated or another kind of file)")
         return
     try:
-        with h5py.File(path, "r"):
-            pass
-    except (OSError, ValueError) as exc:
+        with h5py.File(path, "r") as weights:
+            weights.visititems(_read_dataset)
+    except Exception as exc:   # h5py raises OSError, KeyError, RuntimeError, ValueError
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: not a readable Keras weights file (HDF5): {reason}") from None
+        raise ConfigError(f"{path}: not a readable Keras weights file (HDF5; truncated or "
+                          f"damaged?): {reason[:300]}") from None
+
+
+def _read_dataset(name, item) -> None:
+    """`visititems` callback: read an array (returning None goes on to the next item)."""
+    import h5py
+    if isinstance(item, h5py.Dataset):
+        item[()]

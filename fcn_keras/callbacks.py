@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import math
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -20,8 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras import hooks
+from fcn_keras.errors import DataError, OutputError
 from fcn_keras.export import save_weights_only
-from fcn_keras.io_utils import atomic_path, atomic_write_text
+from fcn_keras.io_utils import atomic_path, atomic_write_text, write_error
 
 
 def book_lr(epoch: int, base_lr: float = 1e-3) -> float:
@@ -74,11 +77,24 @@ class History:
         self.csv_path = Path(save_dir) / f"{stem}-history.csv"
         self.records: list[dict] = []
 
-    def load(self, up_to_epoch: int | None = None) -> "History":
-        if self.json_path.exists():
-            records = json.loads(self.json_path.read_text())
-            self.records = [r for r in records
-                            if up_to_epoch is None or r["epoch"] < up_to_epoch]
+    def load(self, up_to_epoch: int | None = None, warn=None) -> "History":
+        """Read the records (those before `up_to_epoch`). A damaged file (cut short, not JSON,
+        not a list of epoch records) is moved aside to `<name>.damaged` with a warning and the
+        history starts empty: the records only describe the run, which goes on without them."""
+        if not self.json_path.exists():
+            return self
+        try:
+            records = _history_records(self.json_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            try:
+                moved = move_aside(self.json_path)
+            except OSError as error:
+                raise DataError(f"{self.json_path}: damaged history ({exc}), and it cannot be "
+                                f"moved aside ({error.strerror or error}); delete it") from None
+            (warn or _warn)(f"warning: {self.json_path}: damaged history ({exc}); moved to "
+                            f"{moved.name}, the history restarts from this run's epochs")
+            return self
+        self.records = [r for r in records if up_to_epoch is None or r["epoch"] < up_to_epoch]
         return self
 
     def append(self, record: dict) -> None:
@@ -95,6 +111,34 @@ class History:
     @property
     def best_miou(self) -> float:
         return max((r.get("val_mean_iou", -1.0) for r in self.records), default=-1.0)
+
+
+def _history_records(text: str) -> list[dict]:
+    """The records of a history file; ValueError unless it is a list of epoch records."""
+    try:
+        records = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(records, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in records):
+        raise ValueError("expected a JSON list of records with an integer 'epoch'")
+    return records
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.damaged` (`.damaged-2`, ... if taken), so that it is
+    kept for a look but no longer read; returns the new path."""
+    target = path.with_name(path.name + ".damaged")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.damaged-{number}")
+    os.replace(path, target)
+    return target
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 class AccuracyCallback(keras.callbacks.Callback):
@@ -163,8 +207,12 @@ class AccuracyCallback(keras.callbacks.Callback):
 
     def _save_weights(self, epoch: int) -> None:
         if not self.chief:
-            with tempfile.TemporaryDirectory(prefix="fcn-worker-") as scratch:
-                self.model.save_weights(str(Path(scratch) / self.weights_path.name))
+            try:
+                with tempfile.TemporaryDirectory(prefix="fcn-worker-") as scratch:
+                    self.model.save_weights(str(Path(scratch) / self.weights_path.name))
+            except OSError as exc:
+                raise OutputError(f"{tempfile.gettempdir()}: cannot write this worker's "
+                                  f"scratch copy of the weights ({write_error(exc)})") from None
             return
         with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
             save_weights_only(self.model, tmp)
@@ -229,21 +277,42 @@ class TrainingState:
     """The resumable state: model weights, optimizer slots, next epoch and best mIoU.
 
     Written with `tf.train.CheckpointManager`, which writes the new checkpoint's files before it
-    updates the index: a run killed mid-write resumes from the previous complete epoch.
+    updates the index: a run killed mid-write resumes from the previous complete epoch. A write
+    that fails (a full disk) leaves the previous checkpoint as the latest, removes the new one's
+    partial files and raises `OutputError`; a checkpoint that cannot be read back (truncated,
+    overwritten) is a `DataError` naming its files, never a TensorFlow traceback.
     `scratch=True` (a non-chief worker of a cluster) takes part in every save, as TF asks of
     all workers, but into a temporary folder deleted at once; it still restores from
-    `directory`.
+    `directory`. `fresh=True` (a run without `--resume`) moves a damaged index aside: that run
+    reads nothing back.
     """
 
-    def __init__(self, directory: Path, model, optimizer, scratch: bool = False):
+    def __init__(self, directory: Path, model, optimizer, scratch: bool = False,
+                 fresh: bool = False):
         self.directory = Path(directory)
         self.scratch = scratch
+        self.fresh = fresh
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                               epoch=self.epoch, best=self.best)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory),
-                                                  max_to_keep=2)
+        self._manager = None
+
+    @property
+    def manager(self) -> tf.train.CheckpointManager:
+        """Made on first use, after checking the folder's `checkpoint` index: TensorFlow
+        ignores an index it cannot parse, so a damaged one would silently restart the run."""
+        if self._manager is None:
+            index = self.directory / "checkpoint"
+            if index.is_file() and not _index_readable(self.directory):
+                if not self.fresh:
+                    raise DataError(f"{index}: damaged index of the resume checkpoints "
+                                    f"(not a readable checkpoint state); {RESTART_HINT}")
+                _warn(f"warning: {index}: damaged index of the resume checkpoints; moved to "
+                      f"{move_aside(index).name} (this run starts afresh)")
+            self._manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory),
+                                                       max_to_keep=2)
+        return self._manager
 
     def save(self, next_epoch: int, best: float) -> None:
         self.epoch.assign(next_epoch)
@@ -252,16 +321,58 @@ class TrainingState:
             with tempfile.TemporaryDirectory(prefix="fcn-worker-state-") as scratch:
                 self.checkpoint.write(str(Path(scratch) / "ckpt"))
             return
-        self.manager.save(checkpoint_number=next_epoch,
-                          options=hooks.checkpoint_options(next_epoch - 1))
+        manager = self.manager
+        try:
+            manager.save(checkpoint_number=next_epoch,
+                         options=hooks.checkpoint_options(next_epoch - 1))
+        except (tf.errors.OpError, OSError) as exc:
+            self._remove_partial(next_epoch)
+            kept = manager.latest_checkpoint
+            raise OutputError(
+                f"{self.directory}: cannot write the resume checkpoint of epoch {next_epoch} "
+                f"({write_error(exc)}); "
+                + (f"the previous one ({Path(kept).name}) is kept" if kept else
+                   "no earlier one exists")) from None
+
+    def _remove_partial(self, number: int) -> None:
+        """The files a failed save of checkpoint `number` may leave: its data and index, the
+        temporary folder of its shards and the index's temporary copy."""
+        for pattern in (f"ckpt-{number}.*", f"ckpt-{number}_temp*", "checkpoint.tmp*"):
+            for path in self.directory.glob(pattern):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
     def restore(self) -> int | None:
         """Restore the latest complete checkpoint; returns the epoch to continue from."""
         latest = self.manager.latest_checkpoint
         if latest is None:
             return None
-        self.checkpoint.restore(latest).expect_partial()
+        try:
+            self.checkpoint.restore(latest).expect_partial()
+        except Exception as exc:   # OpError, IndexError ("read less bytes"), ValueError, ...
+            files = ", ".join(sorted(p.name for p in Path(latest).parent.glob(
+                Path(latest).name + ".*"))) or "its files are missing"
+            raise DataError(f"{latest}: damaged or foreign resume checkpoint ({files}): "
+                            f"{_first_line(exc)}; {RESTART_HINT}") from None
         return int(self.epoch.numpy())
+
+
+RESTART_HINT = ("the best weights beside it stay usable; to train on, start over without "
+                "--resume or in another --save-dir")
+
+
+def _index_readable(directory: Path) -> bool:
+    try:
+        return tf.train.get_checkpoint_state(str(directory)) is not None
+    except (tf.errors.OpError, ValueError):   # ValueError: not UTF-8
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -70,6 +70,8 @@ class Config:
     class_weights: str = "none"
     steps_per_epoch: int | None = None
     strategy: str = "auto"
+    sync_bn: bool = False
+    worker_timeout: float = 600.0
     resume: bool = False
     tensorboard: bool = False
     seed: int | None = None
@@ -258,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
                        default="auto", help="auto: multiworker if TF_CONFIG is set, mirrored "
                        "over GPUs when there are any, else the default strategy")
+    train.add_argument("--sync-bn", action="store_true",
+                       help="synchronised batch norm: all-reduce each BN layer's batch "
+                       "statistics across replicas (workers), so that the moving statistics "
+                       "are the same everywhere; no effect with one replica")
+    train.add_argument("--worker-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="multi-worker: a worker that sees no progress from the others for "
+                       "this long (a worker lost or hanging) stops with exit status 75; keep it "
+                       "above the chief's validation time")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from its last completed epoch")
     train.add_argument("--tensorboard", action="store_true")
@@ -334,6 +344,9 @@ def validate(config: Config) -> Config:
     if config.time_limit is not None and not config.time_limit > 0:
         raise ConfigError(f"--time-limit must be a positive number of minutes, "
                           f"got {config.time_limit}")
+    if not config.worker_timeout > 0:
+        raise ConfigError(f"--worker-timeout must be a positive number of seconds, "
+                          f"got {config.worker_timeout}")
     if not 0 <= config.color_jitter < 1:
         raise ConfigError(f"--color-jitter must be in [0, 1), got {config.color_jitter}")
     if not 0 <= config.val_fraction < 1:

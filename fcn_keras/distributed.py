@@ -16,25 +16,68 @@ could lead to a deadlock"; reading SyncOnRead variables is a collective). Only t
 writes into `--save-dir`: the others write into a temporary folder deleted at once. Only the
 chief evaluates; its mIoU is broadcast so every worker takes the same save decision.
 
-Batch normalisation keeps `synchronized=False`: each replica normalises with its own batch's
-statistics and updates its own moving mean/variance; the trainable weights (gamma and beta
-included) stay identical across workers, and the saved weights carry the chief's moving
-statistics. Synchronised BN would all-reduce statistics in every BN layer of every step.
+Batch normalisation keeps `synchronized=False` by default: each replica normalises with its own
+batch's statistics and updates its own moving mean/variance; the trainable weights (gamma and
+beta included) stay identical across workers, and the saved weights carry the chief's moving
+statistics. `--sync-bn` (`synchronize_batch_norm`) all-reduces the batch statistics in every
+BN layer of every step instead: each replica normalises with the global batch's statistics, as
+one big batch would be, and the moving statistics are the same on every worker.
+
+A lost worker: TensorFlow fails the survivors' next collective when a peer's connection is
+reset (`lost_worker_errors` turns that into `WorkerLost`, exit status 75); a peer that hangs
+without resetting anything is caught by `fcn_keras.watchdog` (`--worker-timeout`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 
+import keras
 import tensorflow as tf
 
 from fcn_keras import hooks
 from fcn_keras.callbacks import TrainingInterrupted
+from fcn_keras.errors import WorkerLost
+
+# What a collective raises when a peer is gone: unreachable (its connection reset or refused),
+# restarted, timed out, or the collectives aborted after one of those.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.FailedPreconditionError,
+               tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)
 
 
 def is_multiworker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def synchronize_batch_norm(model) -> int:
+    """Make every BatchNormalization layer of `model` (nested models included) all-reduce its
+    batch statistics across replicas (Keras' `synchronized=True`, read when the layer is
+    traced; weights and files are unchanged). Returns the number of layers."""
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            count += synchronize_batch_norm(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count
+
+
+@contextlib.contextmanager
+def lost_worker_errors():
+    """Turn the error of a collective whose peer is gone into `WorkerLost`, one line that says
+    what happened and what to do, instead of TensorFlow's graph-execution traceback."""
+    try:
+        yield
+    except PEER_ERRORS as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if "aborted" in line.lower()
+                 or "peer" in line.lower()] or [type(exc).__name__]
+        raise WorkerLost(f"training stopped: another worker was lost ({lines[0][:200]}); this "
+                         "worker's files hold the last completed epoch: restart every worker "
+                         "with --resume") from None
 
 
 def from_chief(strategy, values: list) -> list:
@@ -89,8 +132,10 @@ class MultiWorkerLoop:
     """The custom step and epoch loop; `run` mirrors `model.fit(epochs, steps_per_epoch,
     initial_epoch)` with the fit path's AccuracyCallback, NanGuard and InterruptGuard."""
 
-    def __init__(self, strategy, model, schedule, accuracy, nan_guard, guard, verbose=1):
+    def __init__(self, strategy, model, schedule, accuracy, nan_guard, guard, verbose=1,
+                 watchdog=None):
         self.strategy = strategy
+        self.watchdog = watchdog
         self.model = model
         self.schedule = schedule
         self.accuracy = accuracy
@@ -129,6 +174,7 @@ class MultiWorkerLoop:
             for step in range(steps_per_epoch):
                 loss, stops = self._step(iterator, tf.constant(float(self.guard.requested)))
                 loss = float(loss)
+                self._beat()
                 total += loss
                 if self.verbose > 1:
                     print(f"epoch {epoch + 1} step {step + 1}/{steps_per_epoch}: loss "
@@ -140,6 +186,11 @@ class MultiWorkerLoop:
                     raise TrainingInterrupted("interrupted")
                 hooks.kill_point("batch", epoch)
             self.accuracy.end_epoch(epoch, total / steps_per_epoch)
+            self._beat()
+
+    def _beat(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.beat()
 
 
 def prepare_workers(strategy, model, train_gen, accuracy, initial_epoch: int) -> int:

@@ -23,3 +23,10 @@ class ConfigError(FCNError):
 class OutputError(FCNError, OSError):
     """An output file or folder cannot be written (a read-only place, a folder where a file
     should go). Also an `OSError`, so code that handles failed writes as `OSError` still does."""
+
+
+class WorkerLost(FCNError):
+    """Another worker of a multi-worker run died or stopped answering. Not the user's input,
+    but the same one-line report; exit status 75 (EX_TEMPFAIL): restart with `--resume`."""
+
+    exit_code = 75

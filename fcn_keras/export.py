@@ -4,8 +4,11 @@ weights files without the optimizer's state."""
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from fcn_keras.errors import ConfigError
 
@@ -19,18 +22,59 @@ def save_weights_only(model, path: str | Path) -> None:
     triple the file); nothing reads it back here (`--resume` has its own checkpoint) and the
     file is for inference or fine-tuning, so the best-weights file keeps only the model's
     groups. Writes `path` directly: callers wrap it in `atomic_path`.
+
+    The file carries checksums (HDF5's newest format checksums its metadata; every array gets a
+    Fletcher-32 checksum), so a file damaged on disk fails to load with a message naming it
+    instead of loading different weights. Keras and h5py read it as any weights file.
+
+    A full disk is found before HDF5 writes anything (`ensure_free_space`): HDF5 failing
+    halfway leaves Keras' file open, and h5py then prints a traceback for each of its failed
+    flushes when the objects are collected. The copy without the optimizer is built in memory
+    and written with one plain write, whose failure is one `OSError`.
     """
     import h5py
 
-    with tempfile.TemporaryDirectory(prefix="fcn-weights-") as scratch:
+    from fcn_keras.io_utils import ensure_free_space
+
+    scratch_root = Path(tempfile.gettempdir())
+    ensure_free_space(scratch_root, _state_bytes(model), "the weights' scratch copy")
+    ensure_free_space(Path(path).parent, _state_bytes(model, optimizer=False), Path(path).name)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="fcn-weights-", dir=scratch_root) as scratch:
         full = Path(scratch) / "full.weights.h5"
         model.save_weights(str(full))
-        with h5py.File(full, "r") as source, h5py.File(path, "w") as target:
-            for key, value in source.attrs.items():
-                target.attrs[key] = value
-            for name in source:
-                if name != OPTIMIZER_GROUP:
-                    source.copy(source[name], target, name=name)
+        with h5py.File(full, "r") as source, \
+                h5py.File(buffer, "w", libver="latest") as target:
+            _copy_checksummed(source, target, skip=OPTIMIZER_GROUP)
+    Path(path).write_bytes(buffer.getvalue())
+
+
+def _copy_checksummed(source, target, skip: str | None = None) -> None:
+    """Copy an HDF5 group's attributes, groups and arrays; arrays with a Fletcher-32 checksum
+    (scalars and empty arrays cannot be chunked, so they are copied as they are)."""
+    import h5py
+
+    for key, value in source.attrs.items():
+        target.attrs[key] = value
+    for name, item in source.items():
+        if name == skip:
+            continue
+        if isinstance(item, h5py.Group):
+            _copy_checksummed(item, target.create_group(name))
+        elif item.shape and item.size:
+            copy = target.create_dataset(name, data=item[()], chunks=True, fletcher32=True)
+            for key, value in item.attrs.items():
+                copy.attrs[key] = value
+        else:
+            source.copy(item, target, name=name)
+
+
+def _state_bytes(model, optimizer: bool = True) -> int:
+    """The bytes of the model's variables (and its optimizer's): what a weights file holds."""
+    variables = list(model.weights)
+    if optimizer and getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
 
 
 def compact_weights(source: str | Path, target: str | Path) -> None:

@@ -12,7 +12,8 @@ OOM killer would) at POINT of the 0-based EPOCH (`POINT` alone: the first epoch 
 
 `FCN_TEST_DUMP_WEIGHTS=PATH`: when training returns, the process writes its model's trainable
 weights to PATH (`.npz`, `arr_0`, `arr_1`, ... in `model.trainable_variables` order), so a test
-can check that every worker of a cluster ends with the same weights.
+can check that every worker of a cluster ends with the same weights, and the other variables
+(batch-norm moving statistics) to PATH with `-moving` before `.npz`.
 """
 
 from __future__ import annotations
@@ -72,3 +73,5 @@ def dump_weights(model) -> None:
         return
     import numpy as np
     np.savez(path, *[np.asarray(v.numpy()) for v in model.trainable_variables])
+    np.savez(path.removesuffix(".npz") + "-moving.npz",
+             *[np.asarray(v.numpy()) for v in model.non_trainable_variables])

@@ -7,7 +7,10 @@ interrupted run never leaves a half-written mask, report or weights file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -48,7 +51,12 @@ def atomic_path(path: str | Path, suffix: str | None = None):
         raise OutputError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except OutputError:
+            raise
+        except OSError as exc:   # the writer failed: a full disk, a quota, an I/O error
+            raise OutputError(f"{path}: cannot write ({write_error(exc)}); {_KEPT}") from None
         try:
             os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 would outlive the rename
             os.replace(tmp, path)
@@ -58,6 +66,46 @@ def atomic_path(path: str | Path, suffix: str | None = None):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_KEPT = "a previous file of that name is left as it was"
+
+# Room kept free beyond a write's own size (file-system metadata, HDF5 headers, other writers).
+FREE_SPACE_MARGIN = 16 * 2 ** 20
+
+
+def write_error(exc: BaseException) -> str:
+    """The reason of a failed write in a few words ("No space left on device"), also from
+    h5py and TensorFlow, whose messages bury the errno in a long line."""
+    strerror = getattr(exc, "strerror", None)
+    if isinstance(strerror, str) and 0 < len(strerror) <= 200 and "errno" not in strerror:
+        return strerror
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        found = re.search(r"errno = (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code:
+        return os.strerror(code)
+    text = re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", str(exc)).strip()   # TensorFlow's
+    text = text.splitlines()[0].rsplit("; ", 1)[-1] if text else type(exc).__name__
+    return text.strip()[:200]
+
+
+def ensure_free_space(folder: Path, nbytes: int, what: str) -> None:
+    """Raise `OSError(ENOSPC)` unless `folder`'s file system has room for `nbytes` more (plus
+    a margin). For writers that cannot fail cleanly halfway (HDF5); an approximate check, so
+    the write itself still handles a failure."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return   # cannot tell: let the write try
+    if free < nbytes + FREE_SPACE_MARGIN:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {free / 2 ** 20:.1f} MB "
+                      f"free in {folder}, {what} needs about "
+                      f"{(nbytes + FREE_SPACE_MARGIN) / 2 ** 20:.1f} MB")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

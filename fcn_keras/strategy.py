@@ -10,16 +10,19 @@ import tensorflow as tf
 from fcn_keras.errors import ConfigError
 
 
+def strategy_name(name: str = "auto") -> str:
+    """auto: `multiworker` when TF_CONFIG is set, `mirrored` over the visible GPUs when there
+    are any, otherwise `default` (single device); other names unchanged."""
+    if name != "auto":
+        return name
+    if os.environ.get("TF_CONFIG"):
+        return "multiworker"
+    return "mirrored" if tf.config.list_logical_devices("GPU") else "default"
+
+
 def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """auto: MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy over the visible
-    GPUs when there are any, otherwise the default (single-device) strategy."""
-    if name == "auto":
-        if os.environ.get("TF_CONFIG"):
-            name = "multiworker"
-        elif tf.config.list_logical_devices("GPU"):
-            name = "mirrored"
-        else:
-            name = "default"
+    """The strategy `strategy_name(name)` names."""
+    name = strategy_name(name)
     if name == "multiworker":
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("--strategy multiworker needs TF_CONFIG (see README, "

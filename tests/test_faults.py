@@ -70,6 +70,8 @@ def test_sigkill_at_each_point_then_resume(tmp_path):
         assert code == -signal.SIGKILL, f"{point}: {log[-3000:]}"
         if resumed_from:
             assert f"Resuming after epoch {resumed_from}" in log, point
+        if run_index:   # the SIGKILLed run's lock on --save-dir is stale: taken over
+            assert "taking over the stale lock of process" in log, point
         assert saved_epoch(tmp_path) == done, point
         assert history_epochs(tmp_path)[:done] == list(range(done)), point
         assert_best_weights_loadable(tmp_path)
@@ -82,6 +84,7 @@ def test_sigkill_at_each_point_then_resume(tmp_path):
     assert saved_epoch(tmp_path) == 4
     assert (tmp_path / "save" / TINY_WEIGHTS).exists()
     assert not list((tmp_path / "save").glob(".*"))  # no temporaries left by the kills
+    assert not (tmp_path / "save" / "fcn-train.lock").exists()   # released at the end
     assert_best_weights_loadable(tmp_path)
 
 
