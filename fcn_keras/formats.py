@@ -210,10 +210,19 @@ def validate_dataset(dataset: SegmentationDataset) -> None:
             if note not in dataset.notes:
                 dataset.notes.append(note)
         with ThreadPoolExecutor(N_WORKERS) as pool:
-            for found in pool.map(lambda s: _sample_problems(s, dataset.root), samples):
+            for found in bounded_map(pool, lambda s: _sample_problems(s, dataset.root),
+                                     samples):
                 problems.extend(found)
     if problems:
         raise DataError(_problem_report(dataset, problems))
+
+
+def bounded_map(pool, function, items, chunk: int = 1024):
+    """`pool.map(function, items)` fed `chunk` items at a time: `Executor.map` submits every
+    item at once, one pending future each, which for a list of 100,000 entries is memory that
+    grows with the list for no gain."""
+    for start in range(0, len(items), chunk):
+        yield from pool.map(function, items[start:start + chunk])
 
 
 def check_mask_values(dataset: SegmentationDataset, split: str,
@@ -228,7 +237,7 @@ def check_mask_values(dataset: SegmentationDataset, split: str,
     counts = np.zeros(n_classes, dtype=np.int64)
     problems = []
     with ThreadPoolExecutor(N_WORKERS) as pool:
-        for sample, histogram in zip(samples, pool.map(_mask_histogram, samples)):
+        for sample, histogram in zip(samples, bounded_map(pool, _mask_histogram, samples)):
             values = np.flatnonzero(histogram)
             bad = [int(v) for v in values if v >= n_classes and v != ignore]
             if bad:
@@ -723,16 +732,21 @@ def _via_record(result, files: dict[str, Path], root: Path) -> dict:
 def _cached_via(manifest_path: Path, request: dict, files: dict[str, Path], root: Path,
                 output_dir: Path) -> dict | None:
     """The previous conversion, if it was made from these very JSON files and options and its
-    masks are all present and newer than the JSON files; otherwise None (convert again)."""
+    masks are all present and newer than the JSON files; otherwise None (convert again). A
+    damaged manifest (cut short, edited, of another version) counts as none."""
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if any(manifest.get(key) != value for key, value in request.items()):
-        return None
-    newest = max(path.stat().st_mtime for path in files.values())
-    masks = [root / rel for rel in manifest.get("masks", {}).values()]
-    if not all(_is_fresh(path, newest) for path in [output_dir / "classes.json", *masks]):
+        if any(manifest.get(key) != value for key, value in request.items()):
+            return None
+        newest = max(path.stat().st_mtime for path in files.values())
+        masks = [root / rel for rel in manifest["masks"].values()]
+        if not all(_is_fresh(path, newest) for path in [output_dir / "classes.json", *masks]):
+            return None
+        ClassInfo(**manifest["class_info"])
+        if not all(stem in manifest["images"] and stem in manifest["masks"]
+                   for stems in manifest["splits"].values() for stem in stems):
+            return None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError, DataError):
         return None
     return manifest
 
@@ -822,12 +836,12 @@ def _convert_npy(path: Path, cache: Path, palette: list[int]) -> dict:
 def _cached_npy(manifest_path: Path, path: Path, cache: Path) -> dict | None:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if manifest.get("source") != _file_stamp(path):
-        return None
-    mtime = path.stat().st_mtime
-    if not all(_is_fresh(cache / f"{e['stem']}.png", mtime) for e in manifest["entries"]):
+        if manifest.get("source") != _file_stamp(path):
+            return None
+        mtime = path.stat().st_mtime
+        if not all(_is_fresh(cache / f"{e['stem']}.png", mtime) for e in manifest["entries"]):
+            return None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):   # damaged: none
         return None
     return manifest
 

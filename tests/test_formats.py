@@ -406,6 +406,17 @@ def test_via_layout_is_converted_and_reused(tmp_path):
     again = load_dataset(tmp_path, classes="background,water,soda")
     assert again.split("test")[0].mask == sample.mask
     assert sample.mask.stat().st_mtime_ns == stamp
+    # a damaged cache manifest (cut short, not an object, a part missing) counts as none
+    from fcn_keras.formats import CACHE_DIR
+    manifest = tmp_path / CACHE_DIR / "via_manifest.json"
+    text = manifest.read_text()
+    record = json.loads(text)
+    for damaged in (text[:len(text) // 2], "[]", json.dumps({**record, "splits": None}),
+                    json.dumps({k: v for k, v in record.items() if k != "class_info"})):
+        manifest.write_text(damaged)
+        again = load_dataset(tmp_path, classes="background,water,soda")
+        assert len(again.split("train")) == 2 and again.split("test")[0].mask == sample.mask
+        assert json.loads(manifest.read_text()) == record   # rewritten whole
 
 
 def test_via_classes_json_names_the_books_integer_classes(tmp_path):
