@@ -72,7 +72,7 @@ class Segmenter:
         from fcn_keras.models import build_model
         from fcn_keras.runtime import configure_runtime
         from fcn_keras.sidecar import beside
-        configure_runtime(config)
+        configure_runtime(config.replace(seed=None))   # precision only: no global seeding
         path = resolve_weights_path(config)
         classes_file = beside(path, ".classes.json")
         if not classes_file.is_file():

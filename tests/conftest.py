@@ -24,3 +24,11 @@ def _float32_unless_asked(monkeypatch):
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _no_determinism_leak(monkeypatch):
+    """`--seed` turns on TF_DETERMINISTIC_OPS in the process environment; in-process runs must
+    not hand it to the subprocesses of later tests (unseeded random ops fail under it)."""
+    monkeypatch.delenv("TF_DETERMINISTIC_OPS", raising=False)
+    yield

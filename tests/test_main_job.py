@@ -49,7 +49,8 @@ def test_main_job_runs_on_any_via_folder(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "main_job.sh")], capture_output=True,
                           text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Training crop: 32x32" in proc.stdout   # half of 70x90 in multiples of 32
+    assert "Training crop: 64x64" in proc.stdout   # whole 70x90 images in multiples of 32,
+    #                                               at least the stride (32) x --downsample 2
     report = json.loads((out / "report-test.json").read_text())
     assert report["n_images"] == 3 and len(report["per_class_iou"]) == 3
     assert (out / "prediction" / "plate_test_0-mask.png").is_file()
