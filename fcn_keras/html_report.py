@@ -92,7 +92,8 @@ def class_table(metrics: dict, names: list[str], colors) -> str:
 
 def load_history(weights: Path) -> list[dict] | None:
     """The epoch records saved beside `weights` (`<stem>-history.json`), if readable."""
-    path = Path(weights).with_name(Path(weights).name.split(".")[0] + "-history.json")
+    from fcn_keras.sidecar import beside
+    path = beside(weights, "-history.json")
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
