@@ -113,7 +113,7 @@ def build(task: Task, setup: Setup):
 
 
 def train_samples(task: Task):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
     samples = load_dataset(task.data).split("train")
     return samples[:task.limit] if task.limit else samples
 
@@ -242,7 +242,7 @@ def run_pipeline(task: Task, setup: Setup) -> dict:
 
 
 def eval_samples(task: Task):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
     return load_dataset(task.data).split("test")
 
 

@@ -66,7 +66,7 @@ class FCN:
     @property
     def dataset(self):
         if self._dataset is None:
-            from fcn_keras.formats import load_dataset
+            from fcn_keras.datasets import load_dataset
             c = self.config
             self._dataset = load_dataset(
                 c.data_path, c.data_format, allow_pickle=c.allow_pickle,

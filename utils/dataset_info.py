@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     what.add_argument("--test-image", action="store_true",
                       help="print the path of the first image of test (else val)")
     args = parser.parse_args(argv)
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
     try:
         dataset = load_dataset(args.data_path, args.data_format)
         if args.crop:
