@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_keras.datasets import npy, voc
 from fcn_keras.classes import ClassInfo, voc_colormap
+from fcn_keras.datasets import check_mask_values, detect_format, load_dataset, npy, voc
 from fcn_keras.errors import DataError
-from fcn_keras.datasets import check_mask_values, detect_format, load_dataset
 
 H, W = 6, 8
 
