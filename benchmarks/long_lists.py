@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     from fcn_keras.convert import convert_via
     from fcn_keras.errors import DataError
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
 
     folder, via = args.folder / f"folder-{args.entries}", args.folder / f"via-{args.entries}"
     if not folder.exists():

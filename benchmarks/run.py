@@ -113,7 +113,7 @@ def build(task: Task, setup: Setup):
 
 
 def train_samples(task: Task):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
     samples = load_dataset(task.data).split("train")
     return samples[:task.limit] if task.limit else samples
 
@@ -157,13 +157,15 @@ def read_pair(sample):
 def read_crop(sample, height, width, seed):
     """`read_pair`, then the same random window (padded if needed) from image and mask."""
     import numpy as np
+    from fcn_keras.classes import IGNORE_INDEX
     rgb, mask = read_pair(sample)
     rng = np.random.default_rng(seed)
     top = int(rng.integers(0, max(1, rgb.shape[0] - height + 1)))
     left = int(rng.integers(0, max(1, rgb.shape[1] - width + 1)))
     rgb, mask = rgb[top:top + height, left:left + width], mask[top:top + height, left:left + width]
     pad = [(0, height - rgb.shape[0]), (0, width - rgb.shape[1])]
-    return (np.pad(rgb, pad + [(0, 0)]), np.pad(mask, pad, constant_values=255)[..., None])
+    mask = np.pad(mask, pad, constant_values=IGNORE_INDEX)
+    return np.pad(rgb, pad + [(0, 0)]), mask[..., None]
 
 
 def training_feed(task: Task, setup: Setup, samples, n_batches: int):
@@ -240,7 +242,7 @@ def run_pipeline(task: Task, setup: Setup) -> dict:
 
 
 def eval_samples(task: Task):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
     return load_dataset(task.data).split("test")
 
 

@@ -21,7 +21,7 @@ from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import WorstImages, score_split, write_report
-from fcn_keras.io_utils import check_image, write_index_png
+from fcn_keras.io_utils import IMAGE_SUFFIXES, check_image, write_index_png
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
 from fcn_keras.metrics import format_table
 from fcn_keras.models import build_model
@@ -32,8 +32,6 @@ from fcn_keras.sidecar import beside, write_settings
 from fcn_keras.strategy import choose_strategy, is_chief, strategy_name
 from fcn_keras.watchdog import Watchdog
 from fcn_keras import distributed, hooks, visualize
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 def log(config: Config, message: str, level: int = 1) -> None:
@@ -68,7 +66,7 @@ class FCN:
     @property
     def dataset(self):
         if self._dataset is None:
-            from fcn_keras.formats import load_dataset
+            from fcn_keras.datasets import load_dataset
             c = self.config
             self._dataset = load_dataset(
                 c.data_path, c.data_format, allow_pickle=c.allow_pickle,

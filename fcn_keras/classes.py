@@ -1,7 +1,7 @@
 """Class names, colours and the ignore index of a dataset.
 
 Every dataset format ends up as one `ClassInfo`, so masks, palettes, reports and overlays all agree
-on which index means what. It is stored as `classes.json` (see DESIGN.md):
+on which index means what. It is stored as `classes.json`:
 ``{"names": [...], "colors": [[r, g, b], ...], "ignore_index": 255}``.
 """
 
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn_keras.errors import DataError
+from fcn_keras.io_utils import atomic_write_text, voc_colormap
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255   # the mask value no loss or metric looks at
 
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -30,21 +31,6 @@ CAMVID_COLORS = [
     (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
 ]
 CAMVID_VOID_INDEX = 11
-
-
-def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
-    """The PASCAL VOC palette (bit-interleaved), which also gives distinct colours for any n."""
-    colors = []
-    for index in range(n):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colors.append((r, g, b))
-    return colors
 
 
 @dataclass
@@ -81,7 +67,6 @@ class ClassInfo:
                 "ignore_index": self.ignore_index}
 
     def save(self, path: str | Path) -> None:
-        from fcn_keras.io_utils import atomic_write_text
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -122,3 +107,20 @@ def voc_classes() -> ClassInfo:
 
 def camvid_classes() -> ClassInfo:
     return ClassInfo(list(CAMVID_CLASSES), list(CAMVID_COLORS), CAMVID_VOID_INDEX)
+
+
+def parse_class_names(classes) -> list[str] | None:
+    """`--classes` as a list of names: None, ``"a,b,c"`` (names stripped), a list of names or a
+    `ClassInfo` (its names). What the names mean is the reader's rule: the annotation converter
+    puts ``background`` first when it is missing (`annotations.classes.parse_classes`); a layout
+    with classes of its own (VOC, CamVid, a folder's classes.json) takes them as new names for
+    its classes, as many as it has (`datasets.base.renamed`)."""
+    if classes is None:
+        return None
+    if isinstance(classes, ClassInfo):
+        return list(classes.names)
+    given = classes.split(",") if isinstance(classes, str) else list(classes)
+    names = [str(name).strip() for name in given]
+    if not names or any(not name for name in names):
+        raise DataError(f"--classes: class names must be non-empty, got {classes!r}")
+    return names

@@ -1,13 +1,15 @@
-"""File helpers shared by every writer: atomic writes and index-PNG masks.
+"""File helpers shared by every reader and writer: atomic writes, image checks, index-PNG masks.
 
 Writes go to a temporary file in the destination folder and are renamed into place, so an
-interrupted run never leaves a half-written mask, report or weights file behind.
+interrupted run never leaves a half-written mask, report or weights file behind. This module
+imports nothing of the package but its errors, so every other module may use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import shutil
@@ -26,6 +28,11 @@ MASK_PNG_COMPRESSION = 1
 
 # What the input pipeline's `tf.io.decode_image` decodes (PIL's format names).
 PIPELINE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
+# The file names taken for images (in order of preference when a stem has several): what PIL
+# reads; `check_image` then names a format the pipeline cannot decode (TIFF, PPM).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+# PIL modes of a single-channel index mask.
+MASK_MODES = ("L", "P", "I", "I;16", "1")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   Image.DecompressionBombError)
 
@@ -118,21 +125,42 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         Path(tmp).write_bytes(data)
 
 
-def write_index_png(path: str | Path, mask: np.ndarray, palette: list[int] | None = None) -> None:
-    """Write a 2-D uint8 class-index mask as a palette ('P') PNG, atomically."""
+def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC palette (bit-interleaved), which also gives distinct colours for any n."""
+    colors = []
+    for index in range(n):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        colors.append((r, g, b))
+    return colors
+
+
+def encode_index_png(mask: np.ndarray, palette: list[int] | None = None) -> bytes:
+    """A 2-D class-index mask as the bytes of a palette ('P') PNG (default palette: VOC's)."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
     if palette is None:
-        from fcn_keras.classes import voc_colormap
         palette = [v for color in voc_colormap(256) for v in color]
     # A palette of all 256 entries: with a shorter one PIL may save fewer bits per pixel and
     # silently fold indices beyond the palette's length.
     palette = list(palette)[:768] + [0] * max(0, 768 - len(palette))
-    image = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
+    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]),
+                            np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
     image.putpalette(palette)
-    with atomic_path(path, suffix=".png") as tmp:
-        image.save(tmp, format="PNG", optimize=False, compress_level=MASK_PNG_COMPRESSION)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=MASK_PNG_COMPRESSION)
+    return buffer.getvalue()
+
+
+def write_index_png(path: str | Path, mask: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write a 2-D uint8 class-index mask as a palette ('P') PNG, atomically."""
+    atomic_write_bytes(path, encode_index_png(mask, palette))
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
@@ -151,7 +179,7 @@ def read_index_mask(path: str | Path) -> np.ndarray:
     16/32-bit masks with values outside 0..255 (a cast would silently wrap them)."""
     try:
         with Image.open(path) as image:
-            if image.mode not in ("L", "P", "I", "I;16", "1"):
+            if image.mode not in MASK_MODES:
                 raise DataError(
                     f"{path}: mask has mode {image.mode}; expected a single-channel index PNG "
                     "(mode L or P, pixel = class index)")
@@ -165,6 +193,11 @@ def read_index_mask(path: str | Path) -> np.ndarray:
                         f"{int(values.min())}..{int(values.max())}; mask values are class "
                         "indices 0..255")
     return values.astype(np.uint8)
+
+
+def mask_histogram(path: str | Path) -> np.ndarray:
+    """How many pixels of a mask hold each value 0..255."""
+    return np.bincount(read_index_mask(path).ravel(), minlength=256)
 
 
 def check_image(path: str | Path, pipeline: bool = True) -> tuple[int, int]:

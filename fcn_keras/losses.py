@@ -163,12 +163,11 @@ def load_class_weights(spec: str, n_classes: int, counts_fn=None) -> list[float]
 
 def class_pixel_counts(samples, n_classes: int):
     """Pixels of each class over the masks of `samples`, and pixels of the images holding it."""
-    from fcn_keras.io_utils import read_index_mask
+    from fcn_keras.io_utils import mask_histogram
     pixels = np.zeros(n_classes, np.int64)
     image_pixels = np.zeros(n_classes, np.int64)
     for sample in samples:
-        mask = read_index_mask(sample.mask)
-        counts = np.bincount(mask[mask < n_classes].ravel(), minlength=n_classes)[:n_classes]
+        counts = mask_histogram(sample.mask)[:n_classes]
         pixels += counts
-        image_pixels += (counts > 0) * int((mask < n_classes).sum())
+        image_pixels += (counts > 0) * int(counts.sum())
     return pixels, image_pixels

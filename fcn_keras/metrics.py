@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from fcn_keras.classes import IGNORE_INDEX
 
 
 def _as_labels(values, name: str) -> np.ndarray:

@@ -17,6 +17,9 @@ from fcn_keras.layers import (BilinearUpSampling2D, CropLike, PadToMultiple, bil
 
 ARCHS = ("fcn", "fcn32s", "fcn8s", "fcn4s")
 CONTEXTS = ("none", "aspp")
+# The stride of the deepest features of the skip-fusion heads (and of the book's backbones):
+# they pad every input to a multiple of it.
+NETWORK_STRIDE = 32
 
 
 def build_fcn(input_shape, backbone, n_classes=4, head_filters=256):
@@ -100,8 +103,8 @@ def build_skip_fcn(input_shape, backbone: Backbone, n_classes, finest=8, context
 def network_stride(arch: str, backbone: Backbone) -> int:
     """The factor every padded input size must be a multiple of."""
     if arch in ("fcn8s", "fcn4s"):
-        backbone.feature_index(32)
-        return 32
+        backbone.feature_index(NETWORK_STRIDE)
+        return NETWORK_STRIDE
     return backbone.strides[-1]
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras.classes import IGNORE_INDEX
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import check_image, read_index_mask
 
@@ -32,7 +33,7 @@ class PipelineOptions:
     width: int
     batch_size: int
     n_classes: int
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
     scale_range: tuple[float, float] = (0.75, 1.25)
     flip: bool = True
     parallel_calls: int | None = None   # None: tf.data.AUTOTUNE

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fcn_keras.classes import IGNORE_INDEX
 from fcn_keras.io_utils import atomic_path
 
 
@@ -20,7 +21,7 @@ def _pyplot():
     return plt
 
 
-def colorize(mask: np.ndarray, colors, ignore_index: int = 255) -> np.ndarray:
+def colorize(mask: np.ndarray, colors, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Index mask -> RGB image with the class colours (ignored pixels white)."""
     table = np.full((256, 3), 255, np.uint8)
     table[:len(colors)] = np.asarray(colors, np.uint8)
@@ -30,7 +31,7 @@ def colorize(mask: np.ndarray, colors, ignore_index: int = 255) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, colors, alpha: float = 0.5,
-            ignore_index: int = 255) -> np.ndarray:
+            ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Blend the colour mask over the image; background (class 0) is left untouched."""
     image = np.asarray(image)
     if image.dtype != np.uint8:

@@ -502,7 +502,7 @@ def make_voc_of_ones_own(root, rng, palette=False):
 
 @pytest.mark.parametrize("palette", [False, True], ids=["rgb-masks", "palette-masks"])
 def test_voc_layout_of_ones_own_trains_with_its_labelmap(tmp_path, capsys, palette):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
 
     names, truth = make_voc_of_ones_own(tmp_path, np.random.default_rng(11), palette)
     dataset = load_dataset(tmp_path)
@@ -516,7 +516,7 @@ def test_voc_layout_of_ones_own_trains_with_its_labelmap(tmp_path, capsys, palet
 
 
 def test_voc_layout_unknown_colour_names_file_and_colour(tmp_path):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
 
     make_voc_of_ones_own(tmp_path, np.random.default_rng(12))
     Image.new("RGB", (W, H), (7, 7, 7)).save(tmp_path / "SegmentationClass" / "r2.png")
@@ -527,7 +527,7 @@ def test_voc_layout_unknown_colour_names_file_and_colour(tmp_path):
 
 
 def test_voc_layout_with_class_names_txt(tmp_path):
-    from fcn_keras.formats import load_dataset
+    from fcn_keras.datasets import load_dataset
 
     make_voc_of_ones_own(tmp_path, np.random.default_rng(13), palette=True)
     (tmp_path / "labelmap.txt").unlink()
@@ -537,7 +537,7 @@ def test_voc_layout_with_class_names_txt(tmp_path):
 
 
 def test_coco_labelme_and_cvat_folders_load_as_datasets(tmp_path):
-    from fcn_keras.formats import detect_format, load_dataset
+    from fcn_keras.datasets import detect_format, load_dataset
 
     make_coco(tmp_path / "coco", np.random.default_rng(14))
     assert detect_format(tmp_path / "coco") == "coco"

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_keras import cli, formats
+from fcn_keras import cli
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import parse_args
 from fcn_keras.annotations.convert import convert_via
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import write_report
-from fcn_keras.formats import load_dataset
+from fcn_keras.datasets import load_dataset
 from fcn_keras.io_utils import atomic_write_text, check_image, read_index_mask
 from fcn_keras.annotations.via import load_via
 from helpers import make_folder_dataset

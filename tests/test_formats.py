@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_keras import formats
 from fcn_keras.classes import ClassInfo, voc_colormap
+from fcn_keras.datasets import check_mask_values, detect_format, load_dataset, npy, voc
 from fcn_keras.errors import DataError
-from fcn_keras.formats import check_mask_values, detect_format, load_dataset
 
 H, W = 6, 8
 
@@ -249,7 +248,7 @@ def test_voc_rgb_masks_are_converted_once_into_the_cache(tmp_path):
 def test_rgb_to_index_maps_known_colours_only():
     colors = voc_colormap(21)
     rgb = np.array([[colors[0], colors[20], (224, 224, 192), (9, 9, 9)]], np.uint8)
-    np.testing.assert_array_equal(formats._rgb_to_index(rgb, colors), [[0, 20, 255, 255]])
+    np.testing.assert_array_equal(voc.rgb_to_index(rgb, colors), [[0, 20, 255, 255]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +347,7 @@ def test_npy_is_converted_to_index_masks_once(tmp_path, monkeypatch):
     mask = np.asarray(Image.open(sample.mask))
     np.testing.assert_array_equal(mask[1:], label_map(2)[1:])
     assert mask[0, 0] == 255 and mask[0, 1] == 0
-    monkeypatch.setattr(formats, "_load_label_dict", lambda path: pytest.fail("re-read pickle"))
+    monkeypatch.setattr(npy, "_load_label_dict", lambda path: pytest.fail("re-read pickle"))
     again = load_dataset(tmp_path, allow_pickle=True, val_fraction=0.25, classes="bg,a,b,c")
     assert again.split("test")[0].mask == sample.mask
     assert again.classes.names == ["bg", "a", "b", "c"]
@@ -407,7 +406,7 @@ def test_via_layout_is_converted_and_reused(tmp_path):
     assert again.split("test")[0].mask == sample.mask
     assert sample.mask.stat().st_mtime_ns == stamp
     # a damaged cache manifest (cut short, not an object, a part missing) counts as none
-    from fcn_keras.formats import CACHE_DIR
+    from fcn_keras.datasets import CACHE_DIR
     manifest = tmp_path / CACHE_DIR / "via_manifest.json"
     text = manifest.read_text()
     record = json.loads(text)

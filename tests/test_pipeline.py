@@ -6,7 +6,7 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from fcn_keras.formats import Sample  # noqa: E402
+from fcn_keras.datasets import Sample  # noqa: E402
 from fcn_keras.io_utils import write_index_png  # noqa: E402
 from fcn_keras.pipeline import DataGenerator, PipelineOptions  # noqa: E402
 

@@ -28,13 +28,13 @@ import difflib
 import re
 from pathlib import Path
 
-from fcn_keras.classes import ClassInfo, voc_colormap
+from fcn_keras.classes import IGNORE_INDEX, ClassInfo, parse_class_names, voc_colormap
 from fcn_keras.errors import DataError
 
 BACKGROUND = "background"
 BACKGROUND_NAMES = ("background", "_background_")
 IGNORE_NAMES = ("__ignore__",)
-MAX_CLASS_INDEX = 254   # 255 is the ignore index
+MAX_CLASS_INDEX = IGNORE_INDEX - 1
 _INTEGER = re.compile(r"^[0-9]+$")
 
 
@@ -81,15 +81,11 @@ def integer_name(name: str) -> int | None:
 
 
 def parse_classes(classes) -> ClassInfo | None:
-    """`classes` as given to the converter: None, ``"a,b,c"``, a list of names or a ClassInfo."""
+    """`classes` as given to the converter: None, ``"a,b,c"``, a list of names (background
+    first, added when missing) or a ClassInfo (used as it is)."""
     if classes is None or isinstance(classes, ClassInfo):
         return classes
-    if isinstance(classes, str):
-        classes = classes.split(",")
-    names = [str(n).strip() for n in classes]
-    if not names or any(not n for n in names):
-        raise DataError(f"--classes: empty class name in {','.join(names)!r}")
-    return _info_from_names(names, "--classes")
+    return _info_from_names(parse_class_names(classes), "--classes")
 
 
 def _info_from_names(names: list[str], origin: str,

@@ -38,7 +38,7 @@ from fcn_keras.annotations.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate
 from fcn_keras.annotations.records import AnnotatedImage, Source, format_problems
 from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import MASK_PNG_COMPRESSION, atomic_write_bytes, check_image
+from fcn_keras.io_utils import atomic_write_bytes, check_image, encode_index_png
 
 
 @dataclass
@@ -424,16 +424,6 @@ def write_if_changed(path: Path, data: bytes) -> bool:
         return False
     atomic_write_bytes(path, data)
     return True
-
-
-def encode_index_png(mask: np.ndarray, palette: list[int]) -> bytes:
-    """The bytes `io_utils.write_index_png` would write: a palette ('P') PNG of the indices."""
-    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]),
-                            np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
-    image.putpalette(palette)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=MASK_PNG_COMPRESSION)
-    return buffer.getvalue()
 
 
 def one_hot(mask: np.ndarray, n_classes: int) -> np.ndarray:

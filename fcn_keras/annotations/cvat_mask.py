@@ -18,9 +18,8 @@ from PIL import Image
 from fcn_keras.annotations.classes import BACKGROUND_NAMES, read_class_file
 from fcn_keras.annotations.records import AnnotatedImage, Annotations, Region, relative_folder
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import check_image
+from fcn_keras.io_utils import IMAGE_SUFFIXES, check_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_COLOURS_SHOWN = 5
 
 

@@ -1,8 +1,8 @@
 """Dataset folders of annotations (``--data-format coco|labelme|cvat``) as training data.
 
-`fcn_keras.formats` reads a folder of one of these layouts by converting its annotations once
-into ``<root>/.fcn_cache/masks-<format>/`` and re-using them while the annotation files are
-unchanged (the same manifest check as the book's VIA layout):
+`fcn_keras.datasets.annotated` reads a folder of one of these layouts by converting its
+annotations once into ``<root>/.fcn_cache/masks-<format>/`` and re-using them while the
+annotation files are unchanged (`stamp`; the same manifest cache as the book's VIA layout):
 
 - **coco**: ``annotations/*.json`` (or ``*.json`` in the folder) with the images in ``images/``
   (or the folder itself): the layout of CVAT's, Label Studio's and most tools' COCO exports.
@@ -18,7 +18,6 @@ a LabelMe subfolder): a name holding ``train``, ``val`` or ``test`` is that spli
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fcn_keras.errors import DataError
@@ -78,20 +77,3 @@ def stamp(path: Path) -> list:
     each JSON file of a folder."""
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-
-
-def manifest_request(inputs: list[Path], names, attribute) -> dict:
-    return {"inputs": {str(p): stamp(p) for p in inputs}, "classes": names,
-            "attribute": attribute}
-
-
-def read_manifest(path: Path, request: dict, root: Path) -> dict | None:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if any(manifest.get(key) != value for key, value in request.items()):
-        return None
-    if not all((root / rel).is_file() for rel in manifest.get("masks", {}).values()):
-        return None
-    return manifest
