@@ -14,14 +14,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.api import Segmenter
+from fcn_keras.api import Segmenter, image_files  # noqa: F401 (image_files: app's API)
 from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard, TimeLimit,
                                  TrainingInterrupted, TrainingState, make_schedule)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import WorstImages, score_split, write_report
-from fcn_keras.io_utils import check_image, write_index_png
+from fcn_keras.io_utils import write_index_png
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
 from fcn_keras.metrics import format_table
 from fcn_keras.models import build_model
@@ -32,9 +32,6 @@ from fcn_keras.sidecar import beside, write_settings
 from fcn_keras.strategy import choose_strategy, is_chief, strategy_name
 from fcn_keras.watchdog import Watchdog
 from fcn_keras import distributed, hooks, visualize
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
 
 def log(config: Config, message: str, level: int = 1) -> None:
     if config.verbose >= level:
@@ -353,12 +350,16 @@ class FCN:
 
     # prediction ------------------------------------------------------------------------------
     def predict_files(self, target: str) -> list[Path]:
-        """Segment one image or every image of a folder: `<stem>-mask.png`, `<stem>-overlay.png`."""
+        """Segment one image or every image of a folder: `<stem>-mask.png`, `<stem>-overlay.png`,
+        and with `--via-out` the same masks as polygons of a VIA project file."""
+        from fcn_keras.api import image_files_and_root
         from fcn_keras.pipeline import read_rgb
         c = self.config
-        files = image_files(target)
+        files, root = image_files_and_root(target)
         segmenter = Segmenter(self.model, self.classes, tta=c.tta, tile=c.tile,
                               tta_scales=c.tta_scales, channels=c.channels)
+        project = segmenter.via_project(root, attribute=c.attribute, tolerance=c.via_tolerance,
+                                        min_area=c.via_min_area) if c.via_out else None
         out = Path(c.output_dir)
         written = []
         for path in files:
@@ -369,7 +370,12 @@ class FCN:
             visualize.save_rgb(out / f"{path.stem}-overlay.png",
                                visualize.overlay(image, labels, self.classes.colors))
             written.append(mask_path)
-            log(c, f"{path}: {mask_path}")
+            regions = f", {project.add(path, labels)} VIA region(s)" if project else ""
+            log(c, f"{path}: {mask_path}{regions}")
+        if project is not None:
+            project.write(c.via_out)
+            log(c, f"VIA project: {c.via_out} (image names relative to {root}; back to masks: "
+                   f"python utils/generate_gt_segmentation.py -p {root} -j {c.via_out})")
         return written
 
     # export ----------------------------------------------------------------------------------
@@ -377,22 +383,6 @@ class FCN:
         from fcn_keras.export import export_model
         export_model(self.model, Path(directory), self.classes, self.config,
                      tflite_size=self.config.export_size)
-
-
-def image_files(target: str) -> list[Path]:
-    """The image or the folder's images, each checked (cheaply) before anything is written."""
-    path = Path(target)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{path}: no images (.jpg, .png, ...) in this folder")
-    elif not path.exists():
-        raise DataError(f"{path}: image file not found")
-    else:
-        files = [path]
-    for file in files:
-        check_image(file)
-    return files
 
 
 def load_weights(model, path: Path, config: Config) -> None:
