@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from fcn_keras.classes import ClassInfo, camvid_classes, voc_classes, voc_colormap
-from fcn_keras.errors import DataError
+from fcn_keras.errors import ConfigError, DataError
 from fcn_keras.io_utils import atomic_write_text, check_image, read_index_mask, write_index_png
 
 FORMATS = ("via", "folder", "voc", "camvid", "npy", "coco", "labelme", "cvat", "cvat-mask")
@@ -699,9 +699,7 @@ def _load_via(root: Path, train_labels: str, test_labels: str, names: list[str] 
     record = _cached_via(manifest_path, request, files, root, output_dir)
     if record is None:
         from fcn_keras.annotations.convert import convert_via
-        given = names
-        if given is None and classes_json.is_file():
-            given = ClassInfo.load(classes_json)  # names and colours, index 0 first
+        given = _via_classes(root, names, output_dir)
         result = convert_via(list(files.values()), root, output_dir=output_dir, classes=given,
                              attribute=attribute, skip_missing=False, draw_order="area",
                              progress=False)
@@ -715,6 +713,44 @@ def _load_via(root: Path, train_labels: str, test_labels: str, names: list[str] 
     splits = {split: [Sample(root / record["images"][stem], root / record["masks"][stem], stem)
                       for stem in stems] for split, stems in record["splits"].items()}
     return SegmentationDataset(root, "via", classes, splits)
+
+
+def _via_classes(root: Path, names: list[str] | None, output_dir: Path):
+    """The classes to convert the VIA files with, so that training never renumbers masks a
+    user converted (the book's two steps: `utils/generate_gt_segmentation.py --classes ...`,
+    then `fcn.py --train` without --classes).
+
+    The masks' own `classes.json` (beside them, written by the converter) comes first, then the
+    dataset's `classes.json`, then the converter's default rule. `--classes` (`names`) and the
+    dataset's file must name the classes in the masks' order, else a `ConfigError` names both
+    orders and the file: renumbering is the converter's job, asked for explicitly."""
+    masks_file, dataset_file = output_dir / "classes.json", root / "classes.json"
+    saved = [(path, ClassInfo.load(path)) for path in (masks_file, dataset_file)
+             if path.is_file()]
+    if names is not None:
+        from fcn_keras.annotations.classes import parse_classes
+        wanted = parse_classes(names)
+        for path, info in saved:
+            if info.names != wanted.names:
+                raise ConfigError(_classes_disagree(f"--classes {','.join(names)}", wanted,
+                                                    path, info, root))
+        return saved[0][1] if saved else names   # the file's colours with the same names
+    if len(saved) == 2 and saved[0][1].names != saved[1][1].names:
+        raise ConfigError(_classes_disagree(str(dataset_file), saved[1][1], *saved[0], root))
+    return saved[0][1] if saved else None
+
+
+def _classes_disagree(what: str, wanted: ClassInfo, path: Path, info: ClassInfo,
+                      root: Path) -> str:
+    return (f"{what} numbers the classes {', '.join(_numbered(wanted))}, but {path} (the "
+            f"classes the masks in {path.parent} were converted with) numbers them "
+            f"{', '.join(_numbered(info))}. Training keeps the masks' numbering: drop the "
+            f"other order, or renumber on purpose with python utils/generate_gt_segmentation.py "
+            f"-p {root} -j ... --classes ... (or delete {path} to convert afresh)")
+
+
+def _numbered(info: ClassInfo) -> list[str]:
+    return [f"{index}={name}" for index, name in enumerate(info.names)]
 
 
 def _relative(path, root: Path) -> str:
@@ -742,7 +778,9 @@ def _cached_via(manifest_path: Path, request: dict, files: dict[str, Path], root
         masks = [root / rel for rel in manifest["masks"].values()]
         if not all(_is_fresh(path, newest) for path in [output_dir / "classes.json", *masks]):
             return None
-        ClassInfo(**manifest["class_info"])
+        if ClassInfo.load(output_dir / "classes.json").to_dict() != \
+                ClassInfo(**manifest["class_info"]).to_dict():
+            return None   # the converter renumbered the masks since: read its classes again
         if not all(stem in manifest["images"] and stem in manifest["masks"]
                    for stems in manifest["splits"].values() for stem in stems):
             return None
