@@ -15,8 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras.api import Segmenter, image_files  # noqa: F401 (image_files: app's API)
-from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard, TimeLimit,
-                                 TrainingInterrupted, TrainingState, make_schedule)
+from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard,
+                                 PaceReport, TimeLimit, TrainingInterrupted, TrainingState,
+                                 make_schedule)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
@@ -57,6 +58,8 @@ class FCN:
                                                     **config.model_options())
         if config.sync_bn:
             distributed.synchronize_batch_norm(self.model)
+        if config.train and config.auto_crop:
+            self.config = config = self._crop_for_the_data(config)
         check_training_size(config, padding_multiple(self.model))
         self.save_dir = Path(config.save_dir)
         self.weights_path = self.save_dir / config.weights_name
@@ -87,6 +90,19 @@ class FCN:
         if saved is not None and self.config.image_file and not self.config.train:
             return ClassInfo.load(saved)
         return self.dataset.classes
+
+    def _crop_for_the_data(self, config: Config) -> Config:
+        """--height/--width not given: the training crop follows the training images
+        (`fcn_keras.crop.fit_crop`: the median image rounded up to the network stride, at most
+        the book's 480x640), so small images are not padded to 480x640 with ignored pixels."""
+        from fcn_keras.crop import fit_crop, image_sizes, median_size
+        sizes = image_sizes(self.dataset.split("train"))
+        height, width = fit_crop(sizes, padding_multiple(self.model),
+                                 (config.height, config.width))
+        median = median_size(sizes)
+        log(config, f"Training crop {height}x{width} (height x width), fitted to the median "
+                    f"training image {median[0]}x{median[1]}; --height/--width choose another")
+        return config.replace(height=height, width=width)
 
     def _options(self, training: bool) -> PipelineOptions:
         c = self.config
@@ -231,7 +247,8 @@ class FCN:
         """`model.fit`; `callbacks` = NanGuard, AccuracyCallback, InterruptGuard (last)."""
         c = self.config
         *callbacks, guard = callbacks
-        callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks,
+        pace = PaceReport(c.epochs, lambda text: log(c, text), time_limit=c.time_limit)
+        callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks, pace,
                      *hooks.batch_callbacks(), guard]
         if self.time_limit is not None:
             callbacks.append(self.time_limit)

@@ -97,6 +97,7 @@ class Config:
     verbose: int = 1
     debug: bool = False
     preset: str | None = None
+    auto_crop: bool = False   # training without --height/--width: the crop follows the data
     extra: dict = field(default_factory=dict)
 
     @property
@@ -180,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the backbone and FCN summaries (and plot them if pydot works)")
     book.add_argument("--save-dir", default="weights", help="folder for weights and history")
     book.add_argument("--dataset", default="drinks", help="dataset name (used in file names)")
-    book.add_argument("--height", type=int, default=480, help="input (training crop) height")
+    book.add_argument("--height", type=int, default=480,
+                      help="input (training crop) height; when neither --height nor --width is "
+                      "given, training fits the crop to the median training image, rounded up "
+                      "to the network stride and at most 480x640")
     book.add_argument("--width", type=int, default=640, help="input (training crop) width")
     book.add_argument("--channels", type=int, default=3, help="input image channels")
     book.add_argument("--data-path", default="data/drinks", help="path to the dataset folder")
@@ -418,6 +422,9 @@ def parse_args(argv=None) -> Config:
         parser.set_defaults(**preset)
         given |= set(preset)
     args = vars(parser.parse_args(argv))
+    # The book's 480x640 stays the default crop; training adapts it to smaller images unless
+    # the command line or a preset chose one (`FCN._crop_for_the_data`).
+    args["auto_crop"] = bool(args["train"]) and not {"height", "width"} & given
     if args["image_file"] and not (args["train"] or args["evaluate"]):
         args["evaluate"] = True   # `--image-file X --restore-weights W` can only mean: predict
     if args.get("lr") is None:
