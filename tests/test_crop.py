@@ -70,16 +70,16 @@ def test_bare_training_fits_the_crop_and_says_how_long_it_will_take(small_images
     app = FCN(parse_args(["--train", "--data-path", str(small_images), "--save-dir",
                           str(tmp_path), "--epochs", "2", "--steps-per-epoch", "1",
                           "--batch-size", "2", "--verbose", "1", *MODEL]))
-    stride = 32
-    assert (app.config.height, app.config.width) == (64, 96)
+    from fcn_keras.predict import padding_multiple
+    assert padding_multiple(app.model) == 16          # ResNet11v2 with two pyramid levels
+    assert (app.config.height, app.config.width) == (48, 80)   # 40x70 rounded up to 16
     app.train()
     out = capsys.readouterr().out
-    assert f"Training crop 64x96 (height x width), fitted to the median training image 40x70" \
+    assert "Training crop 48x80 (height x width), fitted to the median training image 40x70" \
         in out
     assert "Epoch 1 took " in out and "the epoch left takes about " in out
     settings = json.loads(next(tmp_path.glob("*.model.json")).read_text())
-    assert (settings["training"]["height"], settings["training"]["width"]) == (64, 96)
-    assert 64 % stride == 0 and 96 % stride == 0
+    assert (settings["training"]["height"], settings["training"]["width"]) == (48, 80)
 
 
 def test_a_crop_given_on_the_command_line_is_kept(small_images, tmp_path):
