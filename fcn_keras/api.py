@@ -7,12 +7,15 @@
     mask = segmenter.predict("photo.jpg")                        # (H, W) uint8 class indices
     masks = segmenter.predict([array_a, pil_image_b])            # a list, one mask per image
     probs = segmenter.predict(batch, probabilities=True)         # (N, H, W, classes) float32
+    segmenter.to_via("new_photos/", "new_photos/predicted.json") # polygons to correct in VIA
 
 Weights trained by fcn-keras carry their model settings (`<stem>.model.json`) and classes
 (`<stem>.classes.json`), so loading needs no model options, offline. `predict` takes what a
 user has at hand: a path, a PIL image, an (H, W, 3) uint8 or [0, 1] float array, a list of
 those (any sizes), or an (N, H, W, 3) batch; tiling and test-time augmentation are the CLI's
-(`--tile`, `--tta`), and the CLI's `--image-file` runs through this class.
+(`--tile`, `--tta`), and the CLI's `--image-file` (and `--via-out`) runs through this class.
+`to_via` writes the predictions as a VIA 2.x project (`fcn_keras.annotations.via_writer`), so
+that annotating new photos starts from the model's polygons.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_keras.errors import ConfigError, DataError
+from fcn_keras.io_utils import IMAGE_SUFFIXES
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
@@ -104,6 +108,25 @@ class Segmenter:
             return self.predictor.probabilities(batch)
         return self.predictor.labels(batch)
 
+    # predictions back to VIA -----------------------------------------------------------------
+    def via_project(self, root, **options):
+        """An empty `ViaProject` for this model's classes, image names relative to `root`;
+        `options`: `attribute`, `tolerance`, `min_area` (see `via_writer`). The CLI fills one
+        with the masks it predicts for its PNGs, so nothing is predicted twice."""
+        from fcn_keras.annotations.via_writer import ViaProject
+        return ViaProject(root, self.classes, **options)
+
+    def to_via(self, images, path, **options) -> Path:
+        """Segment `images` (an image file, a folder of images, or a list of image files) and
+        write the masks as polygons of a VIA 2.x project file `path` (atomically). Image names
+        in the file are relative to the folder (a single file's or the list's common folder):
+        give that folder to VIA and to the converter (`-p`). Returns `path`."""
+        files, root = image_files_and_root(images)
+        project = self.via_project(root, **options)
+        for file in files:
+            project.add(file, self.predict(file))
+        return project.write(path)
+
     def load_image(self, image) -> np.ndarray:
         """One image as an (H, W, C) float32 array in [0, 1], from a path, PIL image or array."""
         if isinstance(image, (str, Path)):
@@ -135,3 +158,33 @@ def as_float(array: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"{what}: float pixels must be in [0, 1] (got {array.min():.3g}.."
                         f"{array.max():.3g}); pass uint8 for 0..255 values")
     return array
+
+
+def image_files(target) -> list[Path]:
+    """The image or the folder's images, each checked (cheaply) before anything is written."""
+    from fcn_keras.io_utils import check_image
+    path = Path(target)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no images (.jpg, .png, ...) in this folder")
+    elif not path.exists():
+        raise DataError(f"{path}: image file not found")
+    else:
+        files = [path]
+    for file in files:
+        check_image(file)
+    return files
+
+
+def image_files_and_root(images) -> tuple[list[Path], Path]:
+    """(image files, the folder their names are taken relative to) of a folder, one image file
+    or a list of image files."""
+    import os
+    if isinstance(images, (str, Path)):
+        files = image_files(images)
+        return files, Path(images) if Path(images).is_dir() else Path(images).parent
+    files = [file for image in images for file in image_files(image)]
+    if not files:
+        raise DataError("no images given")
+    return files, Path(os.path.commonpath([os.path.abspath(f.parent) for f in files]))

@@ -14,14 +14,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras.api import Segmenter
-from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard, TimeLimit,
-                                 TrainingInterrupted, TrainingState, make_schedule)
+from fcn_keras.api import Segmenter, image_files  # noqa: F401 (image_files: app's API)
+from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard,
+                                 PaceReport, TimeLimit, TrainingInterrupted, TrainingState,
+                                 make_schedule)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import WorstImages, score_split, write_report
-from fcn_keras.io_utils import IMAGE_SUFFIXES, check_image, write_index_png
+from fcn_keras.io_utils import write_index_png
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
 from fcn_keras.metrics import format_table
 from fcn_keras.models import build_model
@@ -58,6 +59,8 @@ class FCN:
                                                     **config.model_options())
         if config.sync_bn:
             distributed.synchronize_batch_norm(self.model)
+        if config.train and config.auto_crop:
+            self.config = config = self._crop_for_the_data(config)
         check_training_size(config, padding_multiple(self.model))
         self.save_dir = Path(config.save_dir)
         self.weights_path = self.save_dir / config.weights_name
@@ -88,6 +91,19 @@ class FCN:
         if saved is not None and self.config.image_file and not self.config.train:
             return ClassInfo.load(saved)
         return self.dataset.classes
+
+    def _crop_for_the_data(self, config: Config) -> Config:
+        """--height/--width not given: the training crop follows the training images
+        (`fcn_keras.crop.fit_crop`: the median image rounded up to the network stride, at most
+        the book's 480x640), so small images are not padded to 480x640 with ignored pixels."""
+        from fcn_keras.crop import fit_crop, image_sizes, median_size
+        sizes = image_sizes(self.dataset.split("train"))
+        height, width = fit_crop(sizes, padding_multiple(self.model),
+                                 (config.height, config.width))
+        median = median_size(sizes)
+        log(config, f"Training crop {height}x{width} (height x width), fitted to the median "
+                    f"training image {median[0]}x{median[1]}; --height/--width choose another")
+        return config.replace(height=height, width=width)
 
     def _options(self, training: bool) -> PipelineOptions:
         c = self.config
@@ -232,7 +248,8 @@ class FCN:
         """`model.fit`; `callbacks` = NanGuard, AccuracyCallback, InterruptGuard (last)."""
         c = self.config
         *callbacks, guard = callbacks
-        callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks,
+        pace = PaceReport(c.epochs, lambda text: log(c, text), time_limit=c.time_limit)
+        callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks, pace,
                      *hooks.batch_callbacks(), guard]
         if self.time_limit is not None:
             callbacks.append(self.time_limit)
@@ -351,12 +368,16 @@ class FCN:
 
     # prediction ------------------------------------------------------------------------------
     def predict_files(self, target: str) -> list[Path]:
-        """Segment one image or every image of a folder: `<stem>-mask.png`, `<stem>-overlay.png`."""
+        """Segment one image or every image of a folder: `<stem>-mask.png`, `<stem>-overlay.png`,
+        and with `--via-out` the same masks as polygons of a VIA project file."""
+        from fcn_keras.api import image_files_and_root
         from fcn_keras.pipeline import read_rgb
         c = self.config
-        files = image_files(target)
+        files, root = image_files_and_root(target)
         segmenter = Segmenter(self.model, self.classes, tta=c.tta, tile=c.tile,
                               tta_scales=c.tta_scales, channels=c.channels)
+        project = segmenter.via_project(root, attribute=c.attribute, tolerance=c.via_tolerance,
+                                        min_area=c.via_min_area) if c.via_out else None
         out = Path(c.output_dir)
         written = []
         for path in files:
@@ -367,7 +388,12 @@ class FCN:
             visualize.save_rgb(out / f"{path.stem}-overlay.png",
                                visualize.overlay(image, labels, self.classes.colors))
             written.append(mask_path)
-            log(c, f"{path}: {mask_path}")
+            regions = f", {project.add(path, labels)} VIA region(s)" if project else ""
+            log(c, f"{path}: {mask_path}{regions}")
+        if project is not None:
+            project.write(c.via_out)
+            log(c, f"VIA project: {c.via_out} (image names relative to {root}; back to masks: "
+                   f"python utils/generate_gt_segmentation.py -p {root} -j {c.via_out})")
         return written
 
     # export ----------------------------------------------------------------------------------
@@ -375,22 +401,6 @@ class FCN:
         from fcn_keras.export import export_model
         export_model(self.model, Path(directory), self.classes, self.config,
                      tflite_size=self.config.export_size)
-
-
-def image_files(target: str) -> list[Path]:
-    """The image or the folder's images, each checked (cheaply) before anything is written."""
-    path = Path(target)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{path}: no images (.jpg, .png, ...) in this folder")
-    elif not path.exists():
-        raise DataError(f"{path}: image file not found")
-    else:
-        files = [path]
-    for file in files:
-        check_image(file)
-    return files
 
 
 def load_weights(model, path: Path, config: Config) -> None:

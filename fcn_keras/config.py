@@ -90,10 +90,14 @@ class Config:
     tta: str = "none"
     tta_scales: tuple[float, ...] = (0.75, 1.0, 1.25)
     worst: int = 8
+    via_out: str | None = None
+    via_tolerance: float = 1.0
+    via_min_area: int = 16
     # misc
     verbose: int = 1
     debug: bool = False
     preset: str | None = None
+    auto_crop: bool = False   # training without --height/--width: the crop follows the data
     extra: dict = field(default_factory=dict)
 
     @property
@@ -177,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the backbone and FCN summaries (and plot them if pydot works)")
     book.add_argument("--save-dir", default="weights", help="folder for weights and history")
     book.add_argument("--dataset", default="drinks", help="dataset name (used in file names)")
-    book.add_argument("--height", type=int, default=480, help="input (training crop) height")
+    book.add_argument("--height", type=int, default=480,
+                      help="input (training crop) height; when neither --height nor --width is "
+                      "given, training fits the crop to the median training image, rounded up "
+                      "to the network stride and at most 480x640")
     book.add_argument("--width", type=int, default=640, help="input (training crop) width")
     book.add_argument("--channels", type=int, default=3, help="input image channels")
     book.add_argument("--data-path", default="data/drinks", help="path to the dataset folder")
@@ -188,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--restore-weights", help="weights file to load (.weights.h5, .keras or "
                       "the book's .h5)")
     book.add_argument("-e", "--evaluate", action="store_true", help="evaluate the model")
-    book.add_argument("--image-file", help="image file or folder to segment (with --evaluate)")
+    book.add_argument("--image-file", help="image file or folder to segment (with "
+                      "--restore-weights; --evaluate is implied)")
     book.add_argument("--plot", action="store_true",
                       help="with --evaluate: also write overlays of the worst images")
     book.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 progress, 2 details")
@@ -295,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image scales for --tta ms-flip, e.g. 0.5,0.75,1,1.25,1.5")
     ev.add_argument("--worst", type=int, default=8,
                     help="with --plot or --html: the N worst images")
+    ev.add_argument("--via-out", metavar="FILE.json",
+                    help="with --image-file: also write the predicted masks as a VIA 2.x "
+                    "project (one polygon per object, holes kept) to correct in VIA; the class "
+                    "goes into the region attribute --attribute (default 'name')")
+    ev.add_argument("--via-tolerance", type=float, default=1.0, metavar="PIXELS",
+                    help="with --via-out: how far a simplified outline may stray from the traced "
+                    "one (0: exact outlines, many vertices); objects that would change by more "
+                    "than 2%% are simplified less")
+    ev.add_argument("--via-min-area", type=int, default=16, metavar="PIXELS",
+                    help="with --via-out: objects (and holes) of fewer pixels are left out "
+                    "(filled)")
     ev.add_argument("--html", metavar="DIR",
                     help="with --evaluate: one self-contained page DIR/index.html (metrics, "
                     "per-class table and IoU bars, confusion matrix, training curves, worst "
@@ -322,6 +341,16 @@ def validate(config: Config) -> Config:
         raise ConfigError("--html needs --evaluate (it reports an evaluation)")
     if config.image_file and not config.evaluate:
         raise ConfigError("--image-file needs --evaluate (and --restore-weights)")
+    if config.via_out and not config.image_file:
+        raise ConfigError("--via-out needs --image-file IMAGE_OR_FOLDER (the images to segment)")
+    if config.via_out and not config.via_out.lower().endswith(".json"):
+        raise ConfigError(f"--via-out {config.via_out}: name a .json file (a VIA project)")
+    if not config.via_tolerance >= 0:
+        raise ConfigError(f"--via-tolerance must be 0 or more pixels, got {config.via_tolerance}")
+    if config.via_min_area < 0:
+        raise ConfigError(f"--via-min-area must be 0 or more pixels, got {config.via_min_area}")
+    if config.image_file and not config.train and not config.restore_weights:
+        raise ConfigError("--image-file needs --restore-weights FILE (the model to segment with)")
     if config.evaluate and not config.train and not config.restore_weights:
         raise ConfigError("--evaluate needs --restore-weights FILE (or --train to train first)")
     if config.resume and not config.train:
@@ -393,6 +422,11 @@ def parse_args(argv=None) -> Config:
         parser.set_defaults(**preset)
         given |= set(preset)
     args = vars(parser.parse_args(argv))
+    # The book's 480x640 stays the default crop; training adapts it to smaller images unless
+    # the command line or a preset chose one (`FCN._crop_for_the_data`).
+    args["auto_crop"] = bool(args["train"]) and not {"height", "width"} & given
+    if args["image_file"] and not (args["train"] or args["evaluate"]):
+        args["evaluate"] = True   # `--image-file X --restore-weights W` can only mean: predict
     if args.get("lr") is None:
         args["lr"] = 1e-2 if args["optimizer"] == "sgd" else 1e-3
     return validate(apply_settings(validate(Config(**args)), given))

@@ -9,8 +9,9 @@ its image size, and an image of its test split to segment as an example.
 `--crop`: half the median image side (so a crop holds whole objects with context around them),
 at least the network stride (32) and at most 256 on a side (large photos are cut into 256x256
 pieces, which train faster per pixel than whole images), in multiples of 32 with the image's
-aspect ratio; with `--downsample F` (the model's), the whole image, at most 256 F a side. Reads
-only the image headers. Errors: one line naming the folder, exit status 2.
+aspect ratio; with `--downsample F` (the model's), the whole image, at most 256 F a side
+(`fcn_keras.crop.suggest_crop`). Reads only the image headers. Errors: one line naming the
+folder, exit status 2.
 """
 
 import argparse
@@ -19,45 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fcn_keras.crop import image_sizes, suggest_crop  # noqa: E402
 from fcn_keras.errors import FCNError  # noqa: E402
-
-LARGEST = 256
-
-
-def suggest_crop(sizes, downsample: int = 1) -> tuple[int, int]:
-    """(height, width) of the training crop for images of `sizes` [(height, width), ...].
-
-    `downsample` F > 1 (the network sees FxF-averaged images): the whole median image, at most
-    256 F a side, so the network itself sees at most 256 positions a side, as without F, but
-    each crop holds the whole scene (drinks: whole 224x320 images beat 128x160 crops, test
-    mIoU 0.508 against 0.491 in the same 7.5 minutes)."""
-    from fcn_keras.models import NETWORK_STRIDE as STRIDE   # imports Keras: only for --crop
-    heights = sorted(h for h, _ in sizes)
-    widths = sorted(w for _, w in sizes)
-    height, width = heights[len(heights) // 2], widths[len(widths) // 2]
-    if downsample > 1:
-        scale = min(1.0, LARGEST * downsample / max(height, width))
-        least = STRIDE * downsample
-
-        def whole(value):
-            return max(least, int(value * scale // STRIDE) * STRIDE)
-
-        return whole(height), whole(width)
-    scale = min(1.0, LARGEST / (max(height, width) / 2))
-
-    def side(value):
-        return max(STRIDE, int(round(value / 2 * scale / STRIDE)) * STRIDE)
-
-    return side(height), side(width)
-
-
-def image_sizes(samples) -> list[tuple[int, int]]:
-    from PIL import Image
-    sizes = []
-    for sample in samples:
-        with Image.open(sample.image) as image:
-            sizes.append((image.height, image.width))
-    return sizes
 
 
 def main(argv=None) -> int:

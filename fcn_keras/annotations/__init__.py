@@ -9,6 +9,9 @@ name and its `Region`s, each a shape and a class name); everything after that is
 - `classes`: class name -> index (one rule for all formats), class files.
 - `rasterize` (+ `rle`): regions -> pixels, each format by its own tool's pixel rule.
 - `convert`: the converter: checks everything, then writes masks, classes.json and split lists.
+- The other way, masks -> annotations: `polygons` (a mask's objects as polygons, holes bridged
+  in, that the converter turns back into the mask) and `via_writer` (a VIA 2.x project of them:
+  predictions to correct in VIA, `fcn.py --image-file DIR --via-out FILE.json`).
 
 A new format is one reader module plus a line in `READERS` (and in `detect_format`).
 """
