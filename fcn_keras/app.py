@@ -97,7 +97,7 @@ class FCN:
                                n_classes=self.classes.n_classes,
                                ignore_index=self.classes.ignore_index,
                                scale_range=c.scale_range if training else (1.0, 1.0),
-                               parallel_calls=None, seed=c.seed,
+                               parallel_calls=c.workers, seed=c.seed,
                                color_jitter=c.color_jitter if training else 0.0)
 
     def generator(self, split: str, training: bool) -> DataGenerator:
