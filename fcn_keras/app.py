@@ -31,7 +31,7 @@ from fcn_keras.runlock import SaveDirLock
 from fcn_keras.sidecar import beside, write_settings
 from fcn_keras.strategy import choose_strategy, is_chief, strategy_name
 from fcn_keras.watchdog import Watchdog
-from fcn_keras import distributed, hooks, visualize
+from fcn_keras import distributed, fault_injection, visualize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -174,7 +174,7 @@ class FCN:
                     f"training stopped: {exc}. The files of the {int(state.epoch.numpy())} "
                     f"completed epoch(s) are kept in {self.save_dir}: make room, then continue "
                     "with --resume") from None
-        hooks.dump_weights(self.model)
+        fault_injection.dump_weights(self.model)
         if nan_guard.stopped_at is not None:
             raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
                            f"are kept in {self.weights_path} (try a lower --lr)")
@@ -235,7 +235,7 @@ class FCN:
         c = self.config
         *callbacks, guard = callbacks
         callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks,
-                     *hooks.batch_callbacks(), guard]
+                     *fault_injection.batch_callbacks(), guard]
         if self.time_limit is not None:
             callbacks.append(self.time_limit)
         if c.tensorboard:
