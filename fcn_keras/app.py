@@ -32,7 +32,7 @@ from fcn_keras.runlock import SaveDirLock
 from fcn_keras.sidecar import beside, write_settings
 from fcn_keras.strategy import choose_strategy, is_chief, strategy_name
 from fcn_keras.watchdog import Watchdog
-from fcn_keras import distributed, hooks, visualize
+from fcn_keras import distributed, fault_injection, visualize
 
 
 def log(config: Config, message: str, level: int = 1) -> None:
@@ -111,7 +111,7 @@ class FCN:
                                n_classes=self.classes.n_classes,
                                ignore_index=self.classes.ignore_index,
                                scale_range=c.scale_range if training else (1.0, 1.0),
-                               parallel_calls=None, seed=c.seed,
+                               parallel_calls=c.workers, seed=c.seed,
                                color_jitter=c.color_jitter if training else 0.0)
 
     def generator(self, split: str, training: bool) -> DataGenerator:
@@ -188,7 +188,7 @@ class FCN:
                     f"training stopped: {exc}. The files of the {int(state.epoch.numpy())} "
                     f"completed epoch(s) are kept in {self.save_dir}: make room, then continue "
                     "with --resume") from None
-        hooks.dump_weights(self.model)
+        fault_injection.dump_weights(self.model)
         if nan_guard.stopped_at is not None:
             raise FCNError(f"training stopped: the loss became NaN/inf; the best weights so far "
                            f"are kept in {self.weights_path} (try a lower --lr)")
@@ -250,7 +250,7 @@ class FCN:
         *callbacks, guard = callbacks
         pace = PaceReport(c.epochs, lambda text: log(c, text), time_limit=c.time_limit)
         callbacks = [keras.callbacks.LearningRateScheduler(self.schedule), *callbacks, pace,
-                     *hooks.batch_callbacks(), guard]
+                     *fault_injection.batch_callbacks(), guard]
         if self.time_limit is not None:
             callbacks.append(self.time_limit)
         if c.tensorboard:

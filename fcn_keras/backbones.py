@@ -14,10 +14,9 @@ from pathlib import Path
 import keras
 from keras import layers, regularizers
 
+from fcn_keras.choices import BACKBONES
 from fcn_keras.errors import ConfigError
 from fcn_keras.layers import BatchNormalization, conv_layer
-
-BACKBONES = ("resnet", "resnet50v2", "vgg16")
 
 
 @dataclass

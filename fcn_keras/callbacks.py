@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_keras import hooks
+from fcn_keras import fault_injection
 from fcn_keras.errors import DataError, OutputError
 from fcn_keras.export import save_weights_only
 from fcn_keras.io_utils import atomic_path, atomic_write_text, write_error
@@ -196,7 +196,7 @@ class AccuracyCallback(keras.callbacks.Callback):
             self.history_log.append(record)
         if self.state is not None:
             self.state.save(epoch + 1, self.best)
-        hooks.kill_point("epoch", epoch)
+        fault_injection.kill_point("epoch", epoch)
         if self.verbose and self.chief:
             note = f"new best, saved {self.weights_path}" if improved else \
                 f"best {self.best:.4f}"
@@ -216,7 +216,7 @@ class AccuracyCallback(keras.callbacks.Callback):
             return
         with atomic_path(self.weights_path, suffix=".weights.h5") as tmp:
             save_weights_only(self.model, tmp)
-            hooks.kill_point("weights", epoch)
+            fault_injection.kill_point("weights", epoch)
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -380,7 +380,7 @@ class TrainingState:
         manager = self.manager
         try:
             manager.save(checkpoint_number=next_epoch,
-                         options=hooks.checkpoint_options(next_epoch - 1))
+                         options=fault_injection.checkpoint_options(next_epoch - 1))
         except (tf.errors.OpError, OSError) as exc:
             self._remove_partial(next_epoch)
             kept = manager.latest_checkpoint

@@ -38,8 +38,8 @@ def run(config) -> int:
     configure_runtime(config)
     if config.summary and not (config.train or config.evaluate or config.export):
         from fcn_keras.models import build_model
-        model, backbone = build_model(n_classes=config.extra.get("n_classes", 4),
-                                      **config.model_options())
+        # the book's four classes: the summary shows the layers, the dataset is not read
+        model, backbone = build_model(n_classes=4, **config.model_options())
         print_summary(config, model, backbone)
         return 0
     from fcn_keras.app import FCN

@@ -3,20 +3,23 @@
 Every flag of the book's `model_utils.parser()` is kept with its meaning (`--backbone` is now a
 name instead of a Python function); the rest extend it for FCN-32s/8s, other datasets, training
 and evaluation options.
+
+Adding an option: a field of `Config` with its default, and its flag (help, type, choices, no
+default) in `build_parser`; the parser takes every default from `Config`, and refuses a flag
+without a field or with a default of its own. Nothing here imports TensorFlow, so
+`python fcn.py --help` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_keras import presets
-from fcn_keras.backbones import BACKBONES
+from fcn_keras.choices import ARCHS, BACKBONES, CONTEXTS, LOSSES, check_context
 from fcn_keras.errors import ConfigError
-from fcn_keras.losses import LOSSES
-from fcn_keras.models import ARCHS, CONTEXTS, check_context
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Config:
     # training
     batch_size: int = 4
     epochs: int = 100
-    workers: int = 4
+    workers: int | None = None   # None: tf.data.AUTOTUNE
     lr: float | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -98,11 +101,6 @@ class Config:
     debug: bool = False
     preset: str | None = None
     auto_crop: bool = False   # training without --height/--width: the crop follows the data
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.height, self.width, self.channels)
 
     @property
     def weights_name(self) -> str:
@@ -156,7 +154,8 @@ def _scale_range(text: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX such as 0.5,2.0, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX such as 0.5,2.0, got {text!r}") \
+            from None
     if not 0 < low <= high:
         raise argparse.ArgumentTypeError(f"need 0 < MIN <= MAX, got {text!r}")
     return low, high
@@ -167,30 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fcn.py", description="FCN for semantic segmentation (Keras 3)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     book = p.add_argument_group("the book's options (model_utils.parser)")
-    book.add_argument("--layers", type=int, default=3,
+    book.add_argument("--layers", type=int,
                       help="number of feature pyramid layers of the FCN head after the backbone")
     book.add_argument("-b", "--batch-size", "--batch_size", dest="batch_size", type=int,
-                      default=4, help="global batch size (split over replicas)")
-    book.add_argument("--epochs", type=int, default=100, help="number of epochs to train")
-    book.add_argument("--workers", type=int, default=4,
-                      help="parallel decode calls of the input pipeline (tf.data)")
-    book.add_argument("--backbone", choices=BACKBONES, default="resnet",
+                      help="global batch size (split over replicas)")
+    book.add_argument("--epochs", type=int, help="number of epochs to train")
+    book.add_argument("--workers", type=int, metavar="N",
+                      help="parallel calls of the input pipeline's decoding and augmentation "
+                      "(tf.data num_parallel_calls; unset: tf.data.AUTOTUNE)")
+    book.add_argument("--backbone", choices=BACKBONES,
                       help="backbone network: the book's ResNet, or keras.applications ones")
     book.add_argument("-t", "--train", action="store_true", help="train the model")
     book.add_argument("--summary", action="store_true",
                       help="print the backbone and FCN summaries (and plot them if pydot works)")
-    book.add_argument("--save-dir", default="weights", help="folder for weights and history")
-    book.add_argument("--dataset", default="drinks", help="dataset name (used in file names)")
-    book.add_argument("--height", type=int, default=480,
+    book.add_argument("--save-dir", help="folder for weights and history")
+    book.add_argument("--dataset", help="dataset name (used in file names)")
+    book.add_argument("--height", type=int,
                       help="input (training crop) height; when neither --height nor --width is "
                       "given, training fits the crop to the median training image, rounded up "
                       "to the network stride and at most 480x640")
-    book.add_argument("--width", type=int, default=640, help="input (training crop) width")
-    book.add_argument("--channels", type=int, default=3, help="input image channels")
-    book.add_argument("--data-path", default="data/drinks", help="path to the dataset folder")
-    book.add_argument("--train-labels", default="segmentation_train.json",
+    book.add_argument("--width", type=int, help="input (training crop) width")
+    book.add_argument("--channels", type=int, help="input image channels")
+    book.add_argument("--data-path", help="path to the dataset folder")
+    book.add_argument("--train-labels",
                       help="train annotations in --data-path (VIA JSON, or the book's .npy)")
-    book.add_argument("--test-labels", default="segmentation_test.json",
+    book.add_argument("--test-labels",
                       help="test annotations in --data-path (VIA JSON, or the book's .npy)")
     book.add_argument("--restore-weights", help="weights file to load (.weights.h5, .keras or "
                       "the book's .h5)")
@@ -199,119 +199,119 @@ def build_parser() -> argparse.ArgumentParser:
                       "--restore-weights; --evaluate is implied)")
     book.add_argument("--plot", action="store_true",
                       help="with --evaluate: also write overlays of the worst images")
-    book.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 progress, 2 details")
+    book.add_argument("--verbose", type=int, help="0 quiet, 1 progress, 2 details")
 
     model = p.add_argument_group("model")
-    model.add_argument("--arch", choices=ARCHS, default="fcn",
+    model.add_argument("--arch", choices=ARCHS,
                        help="fcn: the book's; fcn32s: d2l's; fcn8s: skip fusion; fcn4s: fcn8s "
                        "plus a stride-4 skip")
-    model.add_argument("--context", choices=CONTEXTS, default="none",
+    model.add_argument("--context", choices=CONTEXTS,
                        help="aspp: a light atrous spatial pyramid pooling module on the "
                        "stride-32 features (fcn8s/fcn4s)")
-    model.add_argument("--n", type=int, default=6,
+    model.add_argument("--n", type=int,
                        help="ResNet depth parameter: depth 9n+2 (v2) or 6n+2 (v1)")
-    model.add_argument("--resnet-version", type=int, choices=(1, 2), default=2)
-    model.add_argument("--backbone-weights", default="none",
+    model.add_argument("--resnet-version", type=int, choices=(1, 2))
+    model.add_argument("--backbone-weights",
                        help="none, imagenet (keras.applications backbones; downloads), or a file")
-    model.add_argument("--head-filters", type=int, default=256,
+    model.add_argument("--head-filters", type=int,
                        help="filters of the book's FCN head (the book: 256)")
-    model.add_argument("--pyramid-filters", type=int, default=512,
+    model.add_argument("--pyramid-filters", type=int,
                        help="filters of the book's stride-2 pyramid levels (the book: 512)")
-    model.add_argument("--pyramid-blocks", type=int, default=0, metavar="K",
+    model.add_argument("--pyramid-blocks", type=int, metavar="K",
                        help="residual blocks added after each stride-2 pyramid level (the "
                        "book: 0); cheap depth at strides 16 and 32")
-    model.add_argument("--downsample", type=int, choices=(1, 2, 4), default=1, metavar="F",
+    model.add_argument("--downsample", type=int, choices=(1, 2, 4), metavar="F",
                        help="the network sees the image averaged over FxF blocks and its class "
                        "map is upsampled back: F^2 times less compute per image, for large "
                        "objects on slow machines (1, 2 or 4)")
-    model.add_argument("--bn-momentum", type=float, default=0.99,
+    model.add_argument("--bn-momentum", type=float,
                        help="batch-norm moving-average momentum (Keras' and the book's 0.99; "
                        "0.9 makes short trainings usable in inference mode much sooner)")
-    model.add_argument("--fast-layers", action=argparse.BooleanOptionalAction, default=True,
+    model.add_argument("--fast-layers", action=argparse.BooleanOptionalAction,
                        help="compute the 3x3 stride-2 transposed convs (training) as one GEMM "
                        "and a sub-pixel shuffle and batch norms with TensorFlow's fused kernel; "
                        "same weights and results as Keras' own layers, which --no-fast-layers "
                        "uses")
 
     data = p.add_argument_group("data")
-    data.add_argument("--data-format", default="auto",
+    data.add_argument("--data-format",
                       choices=("auto", "via", "folder", "voc", "camvid", "npy", "coco",
                                "labelme", "cvat", "cvat-mask"))
     data.add_argument("--allow-pickle", action="store_true",
                       help="allow reading the book's pickled .npy label dictionaries")
-    data.add_argument("--val-fraction", type=float, default=0.1,
+    data.add_argument("--val-fraction", type=float,
                       help="share of train held out as val when the layout has no val split")
     data.add_argument("--classes", help="VIA class names in index order (background is 0)")
     data.add_argument("--attribute", help="VIA region attribute holding the class name")
-    data.add_argument("--scale-range", type=_scale_range, default=(0.75, 1.25),
+    data.add_argument("--scale-range", type=_scale_range,
                       help="random scale augmentation range MIN,MAX")
-    data.add_argument("--color-jitter", type=float, default=0.0, metavar="S",
+    data.add_argument("--color-jitter", type=float, metavar="S",
                       help="random brightness, contrast and saturation factors in [1-S, 1+S] "
                       "for training images (0: off)")
 
     train = p.add_argument_group("training")
-    train.add_argument("--lr", type=float, default=None,
+    train.add_argument("--lr", type=float,
                        help="initial learning rate (default: 1e-3 adam/adamw, 1e-2 sgd)")
-    train.add_argument("--optimizer", choices=("adam", "sgd", "adamw"), default="adam")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--optimizer", choices=("adam", "sgd", "adamw"))
+    train.add_argument("--weight-decay", type=float)
     train.add_argument("--schedule", choices=("book", "poly", "cosine", "constant"),
-                       default="book", help="book: halve after epoch 40, /10 after 60, /20 "
+                       help="book: halve after epoch 40, /10 after 60, /20 "
                        "after 80 (lr_scheduler)")
-    train.add_argument("--warmup-epochs", type=int, default=0)
-    train.add_argument("--loss", choices=LOSSES, default="ce",
+    train.add_argument("--warmup-epochs", type=int)
+    train.add_argument("--loss", choices=LOSSES,
                        help="ce: cross-entropy (class-weighted with --class-weights); dice; "
                        "lovasz: Lovász-softmax, a surrogate of the IoU; ce+dice, ce+lovasz: sums")
-    train.add_argument("--class-weights", default="none",
+    train.add_argument("--class-weights",
                        help="none, median-freq, median-freq-sqrt (its square root: milder), "
                        "or a JSON file with one weight per class")
-    train.add_argument("--steps-per-epoch", type=int, default=None)
+    train.add_argument("--steps-per-epoch", type=int)
     train.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
-                       default="auto", help="auto: multiworker if TF_CONFIG is set, mirrored "
+                       help="auto: multiworker if TF_CONFIG is set, mirrored "
                        "over GPUs when there are any, else the default strategy")
     train.add_argument("--sync-bn", action="store_true",
                        help="synchronised batch norm: all-reduce each BN layer's batch "
                        "statistics across replicas (workers), so that the moving statistics "
                        "are the same everywhere; no effect with one replica")
-    train.add_argument("--worker-timeout", type=float, default=600.0, metavar="SECONDS",
+    train.add_argument("--worker-timeout", type=float, metavar="SECONDS",
                        help="multi-worker: a worker that sees no progress from the others for "
                        "this long (a worker lost or hanging) stops with exit status 75; keep it "
                        "above the chief's validation time")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from its last completed epoch")
     train.add_argument("--tensorboard", action="store_true")
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+    train.add_argument("--seed", type=int)
+    train.add_argument("--time-limit", type=float, metavar="MINUTES",
                        help="stop after the last epoch that ends within MINUTES of training "
                        "(judged from the mean epoch time); the best weights are kept")
-    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                        help="mixed_bfloat16 compute on CPUs / mixed_float16 on GPUs, float32 "
                        "weights; default: on where the hardware computes it natively (CPU with "
                        "AVX512-BF16 or AMX, GPU of compute capability 7.0+), else off")
     train.add_argument("--jit", action="store_true", help="XLA-compile the train step")
 
     ev = p.add_argument_group("evaluation and prediction")
-    ev.add_argument("--split", default=None, help="split to evaluate (default: test, else val)")
+    ev.add_argument("--split", help="split to evaluate (default: test, else val)")
     ev.add_argument("--report", help="write the metrics as JSON to this file")
-    ev.add_argument("--output-dir", default="prediction",
+    ev.add_argument("--output-dir",
                     help="folder for predicted masks, overlays and figures")
-    ev.add_argument("--tile", type=_size, default=None,
+    ev.add_argument("--tile", type=_size,
                     help="sliding-window prediction with HxW windows (overlapping)")
-    ev.add_argument("--tta", choices=("none", "flip", "ms-flip"), default="none",
+    ev.add_argument("--tta", choices=("none", "flip", "ms-flip"),
                     help="test-time augmentation: flip averages the image and its mirror; "
                     "ms-flip also does so at --tta-scales")
-    ev.add_argument("--tta-scales", type=_scales, default=(0.75, 1.0, 1.25),
+    ev.add_argument("--tta-scales", type=_scales,
                     help="image scales for --tta ms-flip, e.g. 0.5,0.75,1,1.25,1.5")
-    ev.add_argument("--worst", type=int, default=8,
+    ev.add_argument("--worst", type=int,
                     help="with --plot or --html: the N worst images")
     ev.add_argument("--via-out", metavar="FILE.json",
                     help="with --image-file: also write the predicted masks as a VIA 2.x "
                     "project (one polygon per object, holes kept) to correct in VIA; the class "
                     "goes into the region attribute --attribute (default 'name')")
-    ev.add_argument("--via-tolerance", type=float, default=1.0, metavar="PIXELS",
+    ev.add_argument("--via-tolerance", type=float, metavar="PIXELS",
                     help="with --via-out: how far a simplified outline may stray from the traced "
                     "one (0: exact outlines, many vertices); objects that would change by more "
                     "than 2%% are simplified less")
-    ev.add_argument("--via-min-area", type=int, default=16, metavar="PIXELS",
+    ev.add_argument("--via-min-area", type=int, metavar="PIXELS",
                     help="with --via-out: objects (and holes) of fewer pixels are left out "
                     "(filled)")
     ev.add_argument("--html", metavar="DIR",
@@ -328,13 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{', '.join(presets.available()) or 'none'}) or a JSON file of them; "
                    "flags given here win over the preset")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    return with_config_defaults(p)
+
+
+def with_config_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every flag its `Config` field's default (the one place defaults are written)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        if action.dest not in defaults:
+            raise TypeError(f"{action.option_strings[0]}: no Config field {action.dest!r}")
+        if action.default not in (None, False):   # argparse's own: unset, or store_true's
+            raise TypeError(f"{action.option_strings[0]}: write its default in Config, not in "
+                            "the parser")
+        action.default = defaults[action.dest]
+    return parser
 
 
 def validate(config: Config) -> Config:
     """Reject combinations that cannot work, with a message saying what would."""
-    if config.train and config.evaluate:
-        pass  # the book allows it: train, then evaluate the best weights
     if not (config.train or config.evaluate or config.summary or config.export):
         raise ConfigError("nothing to do: give --train, --evaluate, --summary or --export")
     if config.html and not config.evaluate:
@@ -356,8 +369,8 @@ def validate(config: Config) -> Config:
     if config.resume and not config.train:
         raise ConfigError("--resume only applies to --train")
     for name in ("height", "width", "channels", "batch_size", "epochs", "layers", "n",
-                 "head_filters", "pyramid_filters"):
-        if getattr(config, name) < 1:
+                 "head_filters", "pyramid_filters", "workers"):
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, "
                               f"got {getattr(config, name)}")
     if config.channels not in (1, 3):
@@ -413,7 +426,6 @@ def parse_args(argv=None) -> Config:
 
     Evaluating or predicting with weights that have their model settings beside them
     (`fcn_keras.sidecar`) takes the model options from there."""
-    from fcn_keras.sidecar import apply_settings
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
     given = given_options(argv)
@@ -429,6 +441,8 @@ def parse_args(argv=None) -> Config:
         args["evaluate"] = True   # `--image-file X --restore-weights W` can only mean: predict
     if args.get("lr") is None:
         args["lr"] = 1e-2 if args["optimizer"] == "sgd" else 1e-3
+    from fcn_keras.sidecar import apply_settings  # after --help: it reads images (numpy)
+
     return validate(apply_settings(validate(Config(**args)), given))
 
 

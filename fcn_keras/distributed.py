@@ -37,7 +37,7 @@ import random
 import keras
 import tensorflow as tf
 
-from fcn_keras import hooks
+from fcn_keras import fault_injection
 from fcn_keras.callbacks import TrainingInterrupted
 from fcn_keras.errors import WorkerLost
 
@@ -184,7 +184,7 @@ class MultiWorkerLoop:
                     return
                 if float(stops) > 0:  # stop together, on the agreed flag, never the local one
                     raise TrainingInterrupted("interrupted")
-                hooks.kill_point("batch", epoch)
+                fault_injection.kill_point("batch", epoch)
             self.accuracy.end_epoch(epoch, total / steps_per_epoch)
             self._beat()
 

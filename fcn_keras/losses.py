@@ -1,6 +1,7 @@
 """Segmentation losses that skip ignored pixels: cross-entropy (optionally class-weighted), Dice,
-the Lovász-softmax (a convex surrogate of the IoU itself), and sums of cross-entropy with either. Labels are sparse class indices; any label >= n_classes (the ignore index, 255 or
-CamVid's void 11) contributes nothing.
+the Lovász-softmax (a convex surrogate of the IoU itself), and sums of cross-entropy with either.
+Labels are sparse class indices; any label >= n_classes (the ignore index, 255 or CamVid's void
+11) contributes nothing.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
+from fcn_keras.choices import LOSSES
 from fcn_keras.errors import ConfigError
-
-LOSSES = ("ce", "dice", "ce+dice", "lovasz", "ce+lovasz")
 
 
 def _labels(y_true, n_classes):

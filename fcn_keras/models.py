@@ -11,12 +11,19 @@ import keras
 from keras import layers
 
 from fcn_keras.backbones import Backbone, build_backbone
+from fcn_keras.choices import ARCHS, check_context
 from fcn_keras.errors import ConfigError
-from fcn_keras.layers import (BilinearUpSampling2D, CropLike, PadToMultiple, bilinear_upsampling,
-                              context_module, conv_layer, set_fast_layers, tconv_layer)
+from fcn_keras.layers import (
+    BilinearUpSampling2D,
+    CropLike,
+    PadToMultiple,
+    bilinear_upsampling,
+    context_module,
+    conv_layer,
+    set_fast_layers,
+    tconv_layer,
+)
 
-ARCHS = ("fcn", "fcn32s", "fcn8s", "fcn4s")
-CONTEXTS = ("none", "aspp")
 # The stride of the deepest features of the skip-fusion heads (and of the book's backbones):
 # they pad every input to a multiple of it.
 NETWORK_STRIDE = 32
@@ -119,15 +126,6 @@ def set_bn_momentum(model, momentum: float) -> None:
             set_bn_momentum(layer, momentum)
         elif isinstance(layer, layers.BatchNormalization):
             layer.momentum = momentum
-
-
-def check_context(arch: str, context: str) -> None:
-    """The context module sits on the skip-fusion heads' stride-32 features only."""
-    if context not in CONTEXTS:
-        raise ConfigError(f"unknown --context {context!r}; choose one of {', '.join(CONTEXTS)}")
-    if context != "none" and arch not in ("fcn8s", "fcn4s"):
-        raise ConfigError(f"--context {context} applies to the skip-fusion heads (--arch fcn8s "
-                          f"or fcn4s), not --arch {arch}")
 
 
 def with_any_size(core: keras.Model, stride: int, channels: int,

@@ -72,7 +72,8 @@ def _convert(path: Path, key: str, action: argparse.Action, value):
     try:
         converted = action.type(str(value)) if action.type else value
     except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-        raise ConfigError(f"--preset {path}: {key!r}: {exc or 'bad value'} (got {value!r})") from None
+        raise ConfigError(f"--preset {path}: {key!r}: {exc or 'bad value'} (got {value!r})") \
+            from None
     if action.choices is not None and converted not in action.choices:
         raise ConfigError(f"--preset {path}: {key!r} must be one of "
                           f"{', '.join(map(str, action.choices))}, got {value!r}")

@@ -39,14 +39,6 @@ def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def split_cpu(n: int) -> None:
-    """Expose `n` logical CPU devices (lets `MirroredStrategy` be tested without GPUs).
-    Must run before TensorFlow initialises its devices."""
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
-
-
 def is_chief() -> bool:
     """True unless this process is a non-chief worker of a multi-worker cluster."""
     config = os.environ.get("TF_CONFIG")

@@ -1,15 +1,45 @@
+"""Shared fixtures: the small synthetic datasets and the tiny training options of the tests,
+and the per-test resets of process-wide state (Keras' precision policy, determinism).
+
+Tests that start `python fcn.py` processes use `helpers.py` (start, wait, environment); the
+data builders live there too, and reach the tests through the fixtures below.
+"""
+
 import os
-import sys
 from pathlib import Path
+
+import helpers
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
-import pytest  # noqa: E402
+@pytest.fixture(scope="session")
+def make_folder_dataset():
+    """`make_folder_dataset(root, n_train=6, n_val=2, n_test=2, height=64, width=80, seed=0)`:
+    writes a `folder`-layout dataset of squares and discs (3 classes) and returns `root`."""
+    return helpers.make_folder_dataset
+
+
+@pytest.fixture
+def folder_dataset(tmp_path, make_folder_dataset) -> Path:
+    """A fresh default `folder` dataset (6 train, 2 val, 2 test images of 64x80) for this test."""
+    return make_folder_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def shapes_image():
+    """`shapes_image(rng, height, width)`: an image with a square (class 1), a disc (class 2)
+    and its mask."""
+    return helpers.shapes_image
+
+
+@pytest.fixture
+def tiny_train() -> list[str]:
+    """Options of a tiny, fast model and run (ResNet11v2, 2 pyramid layers, 3 steps an epoch)
+    on a `folder_dataset`; its weights file is `TINY_WEIGHTS`."""
+    return list(helpers.TINY_TRAIN)
 
 
 @pytest.fixture(autouse=True)

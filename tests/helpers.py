@@ -1,4 +1,6 @@
-"""Small synthetic datasets for the tests (no network, nothing from ../shared)."""
+"""Helpers of the tests: small synthetic datasets (no network, nothing from ../shared), reached
+through the fixtures of `conftest.py`, and the start / wait / environment of `python fcn.py`
+processes."""
 
 from __future__ import annotations
 
@@ -56,13 +58,25 @@ TINY_WEIGHTS = "ResNet11v2-2layer-shapes-best-iou.weights.h5"
 
 
 def fcn_env(**extra) -> dict:
-    """Environment for a `python fcn.py` child: CPU only, quiet, no inherited cluster."""
+    """Environment for a `python fcn.py` child: CPU only, quiet, no inherited cluster or fault
+    injection (`fault_env` turns that on)."""
     import os
     env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CONFIG", "FCN_TEST_KILL_AT", "FCN_TEST_DUMP_WEIGHTS")}
+           if k != "TF_CONFIG" and not k.startswith("FCN_FAULT_")}
     env.update(CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
                PYTHONPATH=str(ROOT))
     env.update(extra)
+    return env
+
+
+def fault_env(kill_at: str | None = None, dump_weights=None) -> dict:
+    """Variables of `fcn_keras.fault_injection` (test-only): SIGKILL at `kill_at`
+    (`POINT@EPOCH`), the trained weights written to `dump_weights` (.npz)."""
+    env = {"FCN_FAULT_INJECTION": "1"}
+    if kill_at:
+        env["FCN_FAULT_KILL_AT"] = kill_at
+    if dump_weights:
+        env["FCN_FAULT_DUMP_WEIGHTS"] = str(dump_weights)
     return env
 
 

@@ -829,6 +829,7 @@ def test_nothing_is_downloaded_unless_imagenet_is_asked_for(tmp_path, monkeypatc
 # End to end: `python fcn.py` and the converter script (exit status 2, no traceback)
 
 
+@pytest.mark.slow
 def test_cli_training_on_a_truncated_image(tmp_path):
     root = small_dataset(tmp_path / "data")
     replace_image(root, "img002.jpg", lambda p: truncate(save_image(p)))
@@ -839,6 +840,7 @@ def test_cli_training_on_a_truncated_image(tmp_path):
     assert not (tmp_path / "w").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_training_crop_below_the_stride_and_pickles(tmp_path):
     root = npy_dataset(tmp_path / "npy")
     err = run_script(FCN_PY, "--train", "--data-path", root, "--save-dir", tmp_path / "w",
@@ -851,6 +853,7 @@ def test_cli_training_crop_below_the_stride_and_pickles(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_cli_weights_for_another_class_count(tmp_path, tiny_weights):
     root = small_dataset(tmp_path / "data")
     err = run_script(FCN_PY, "--evaluate", "--restore-weights", tiny_weights[4], "--data-path",
@@ -859,6 +862,7 @@ def test_cli_weights_for_another_class_count(tmp_path, tiny_weights):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_prediction_with_a_decompression_bomb_among_the_images(tmp_path, tiny_weights):
     folder = tmp_path / "images"
     save_image(folder / "a.png")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ("train_img_s_192x256", "train_img_s_352x480", "eval_img_s_192x256",
             "eval_img_s_352x480", "latency_ms_480x640", "peak_rss_mb_train_192x256",
@@ -16,6 +18,7 @@ ALSO = ("train_gflops_192x256", "forward_gflop_480x640", "plain_train_img_s_192x
         "peak_rss_mb_N", "peak_rss_mb_4N", "book_npy_bytes_per_img")
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_key(tmp_path):
     out = tmp_path / "quick.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}

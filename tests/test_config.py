@@ -68,3 +68,52 @@ def test_help_lists_book_flags():
     for flag in ("--layers", "--batch-size", "--restore-weights", "--image-file", "--arch",
                  "--resnet-version", "--train-labels", "--test-labels"):
         assert flag in result.stdout
+
+
+def test_help_imports_no_tensorflow():
+    """`fcn.py --help` answers without importing TensorFlow (or Keras)."""
+    script = ("import runpy, sys\n"
+              "sys.argv = ['fcn.py', '--help']\n"
+              "try:\n"
+              "    runpy.run_path('fcn.py', run_name='__main__')\n"
+              "except SystemExit:\n"
+              "    pass\n"
+              "print('imported:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--layers" in result.stdout and "imported: []" in result.stdout
+
+
+def test_every_default_is_written_once_in_config():
+    """The parser's defaults are the Config fields' (no second copy), and a flag given its own
+    default, or one without a field, is refused when the parser is built."""
+    import argparse
+    import dataclasses
+
+    from fcn_keras.config import build_parser, with_config_defaults
+    fields = {f.name: f.default for f in dataclasses.fields(Config)}
+    actions = [a for a in build_parser()._actions if a.dest != "help"]
+    assert {a.dest for a in actions} == set(fields)   # every option has a field, and back
+    for action in actions:
+        assert action.default == fields[action.dest], action.dest
+    assert parse_args(["--train"]).lr == 1e-3   # derived when not given (optimizer's default)
+    for extra in ({"default": 5}, {"dest": "no_such_field"}):
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--layers", type=int, **extra)
+        with pytest.raises(TypeError):
+            with_config_defaults(parser)
+
+
+def test_workers_sets_the_pipeline_parallelism():
+    assert parse_args(["--train"]).workers is None          # tf.data.AUTOTUNE
+    assert parse_args(["--train", "--workers", "2"]).workers == 2
+    with pytest.raises(ConfigError, match="--workers"):
+        parse_args(["--train", "--workers", "0"])
+    pytest.importorskip("tensorflow")
+    from types import SimpleNamespace
+
+    from fcn_keras.app import FCN
+    app = SimpleNamespace(config=parse_args(["--train", "--workers", "3"]),
+                          classes=SimpleNamespace(n_classes=3, ignore_index=255))
+    assert FCN._options(app, training=True).parallel_calls == 3   # tf.data num_parallel_calls

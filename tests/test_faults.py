@@ -1,6 +1,7 @@
-"""Faults during training: a process SIGKILLed at chosen points (FCN_TEST_KILL_AT, see
-fcn_keras/hooks.py) resumes from its last completed epoch with `--resume`, and the best-weights
-file is loadable whatever the point; Ctrl-C stops cleanly with status 130 and a message.
+"""Faults during training: a process SIGKILLed at chosen points (FCN_FAULT_KILL_AT of
+fcn_keras/fault_injection.py) resumes from its last completed epoch with `--resume`, and the
+best-weights file is loadable whatever the point; Ctrl-C stops cleanly with status 130 and a
+message.
 """
 
 import json
@@ -9,22 +10,21 @@ import signal
 import time
 
 import pytest
+from helpers import TINY_WEIGHTS, fault_env, fcn_env, start_fcn, wait_all
 
 pytest.importorskip("tensorflow")
-
-from helpers import (TINY_TRAIN, TINY_WEIGHTS, fcn_env, make_folder_dataset,  # noqa: E402
-                     start_fcn, wait_all)
 
 TIMEOUT = 120
 STEM = TINY_WEIGHTS.replace(".weights.h5", "")
 
 
-def train_args(tmp_path, epochs, *extra):
-    data = tmp_path / "data"
-    if not data.exists():
-        make_folder_dataset(data)
-    return ["--train", "--data-path", data, "--save-dir", tmp_path / "save", "--epochs", epochs,
-            *TINY_TRAIN, *extra]
+@pytest.fixture
+def train_args(tmp_path, folder_dataset, tiny_train):
+    """`train_args(epochs, *extra)`: a tiny run on `folder_dataset`, saving in tmp_path/save."""
+    def args(epochs, *extra):
+        return ["--train", "--data-path", folder_dataset, "--save-dir", tmp_path / "save",
+                "--epochs", epochs, *tiny_train, *extra]
+    return args
 
 
 def run(tmp_path, name, args, **env):
@@ -61,12 +61,13 @@ KILLS = [("weights@0", 0),     # best weights written under a temporary name, no
          ("epoch@2", 3)]       # right after all of the third epoch's saves
 
 
-def test_sigkill_at_each_point_then_resume(tmp_path):
+@pytest.mark.slow
+def test_sigkill_at_each_point_then_resume(tmp_path, train_args):
     resumed_from = 0
     for run_index, (point, done) in enumerate(KILLS):
         extra = ["--resume"] if run_index else []
-        code, log = run(tmp_path, point, train_args(tmp_path, 4, *extra),
-                        FCN_TEST_KILL_AT=point)
+        code, log = run(tmp_path, point, train_args(4, *extra),
+                        **fault_env(kill_at=point))
         assert code == -signal.SIGKILL, f"{point}: {log[-3000:]}"
         if resumed_from:
             assert f"Resuming after epoch {resumed_from}" in log, point
@@ -77,7 +78,7 @@ def test_sigkill_at_each_point_then_resume(tmp_path):
         assert_best_weights_loadable(tmp_path)
         resumed_from = done
 
-    code, log = run(tmp_path, "resumed", train_args(tmp_path, 4, "--resume"))
+    code, log = run(tmp_path, "resumed", train_args(4, "--resume"))
     assert code == 0, log[-3000:]
     assert f"Resuming after epoch {resumed_from}" in log
     assert history_epochs(tmp_path) == [0, 1, 2, 3]
@@ -88,9 +89,10 @@ def test_sigkill_at_each_point_then_resume(tmp_path):
     assert_best_weights_loadable(tmp_path)
 
 
-def test_ctrl_c_stops_after_the_last_completed_epoch(tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_last_completed_epoch(tmp_path, train_args):
     log_path = tmp_path / "interrupted.log"
-    process = start_fcn(train_args(tmp_path, 100), log_path, fcn_env())
+    process = start_fcn(train_args(100), log_path, fcn_env())
     deadline = time.monotonic() + TIMEOUT
     while "epoch 1:" not in log_path.read_text():  # the first epoch is complete and saved
         assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
@@ -109,25 +111,33 @@ def test_ctrl_c_stops_after_the_last_completed_epoch(tmp_path):
 
 def test_interrupt_guard_defers_the_first_ctrl_c_only():
     from fcn_keras.callbacks import InterruptGuard, TrainingInterrupted
-    # Start from Python's own handler: a shell running the suite in the background starts it
-    # with SIGINT ignored, and the guard rightly restores that state after the first Ctrl-C.
+    # The test sets its own starting state: Python's own handler (a shell running the suite in
+    # the background starts it with SIGINT ignored, and the guard rightly restores that state
+    # after the first Ctrl-C), and SIGINT unblocked in this thread.
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         run_guard_twice(InterruptGuard, TrainingInterrupted)
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, inherited)
+
+
+def ctrl_c():
+    """SIGINT to this thread (the main one), whose handler Python runs before the next line.
+    (`os.kill` on the process may deliver it to one of TensorFlow's threads, and the handler
+    would then run whenever the main thread next checks: the test would depend on timing.)"""
+    signal.raise_signal(signal.SIGINT)
 
 
 def run_guard_twice(InterruptGuard, TrainingInterrupted):
     before = signal.getsignal(signal.SIGINT)
     with InterruptGuard() as guard:
         guard.check()  # nothing requested: no-op
-        os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once, in this thread
-        time.sleep(0.01)
+        ctrl_c()
         assert guard.requested
         with pytest.raises(TrainingInterrupted):
             guard.check()
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C is not deferred
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
+            ctrl_c()
     assert signal.getsignal(signal.SIGINT) is before

@@ -8,13 +8,14 @@ values in every slot of every shape, and odd class names and keys.
 import json
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from fcn_keras.annotations.convert import convert_via
-from fcn_keras.errors import DataError
 from fcn_keras.annotations.via import load_via, parse_via
+from fcn_keras.errors import DataError
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 IMAGES = {"a.jpg": (12, 9), "b.png": (7, 5)}
@@ -28,7 +29,8 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | 
     max_size=4), max_leaves=16)
 coordinate = st.one_of(st.integers(-30, 40), st.floats(-50, 50), st.floats(),
                        st.sampled_from([1e9, -1e9, 1e9 + 1, 1e300, -0.0, 2**64, "3", "x", None]))
-class_value = st.one_of(st.sampled_from(["1", "2", "3", "cat", "dog", "background", "٣", "1" * 5000]),
+class_value = st.one_of(st.sampled_from(["1", "2", "3", "cat", "dog", "background", "٣",
+                                         "1" * 5000]),
                         st.dictionaries(st.sampled_from(["cat", "dog", "1"]),
                                         st.sampled_from([True, False, "true", None]), max_size=3),
                         json_values)
@@ -163,14 +165,26 @@ def test_any_via_document_converts_or_raises_data_error(tmp_path_factory, docume
        noise=st.sampled_from(["", "}", "]]", ",", "\x00", "\ufeff", "NaN", "\udcff"]))
 def test_broken_and_truncated_json_text_raises_data_error(tmp_path_factory, document, cut,
                                                           noise):
+    """Text that is not UTF-8 JSON, or JSON that is no valid VIA file, raises a DataError naming
+    the file; text that still reads as a valid VIA file (a cut of nothing, or noise that closes
+    what the cut removed) gives the images of the parsed document."""
     folder = _folder(tmp_path_factory)
     text = json.dumps(document)
     text = text[:len(text) - cut] + noise if cut else text + noise
-    (folder / "v.json").write_bytes(text.encode("utf-8", "surrogatepass"))
+    raw = text.encode("utf-8", "surrogatepass")
+    (folder / "v.json").write_bytes(raw)
     try:
-        load_via(folder / "v.json")
-    except DataError as exc:
-        assert "v.json" in str(exc)
+        parsed = json.loads(raw.decode("utf-8-sig"))
+    except ValueError:   # not UTF-8 (UnicodeDecodeError) or not JSON (JSONDecodeError)
+        readable, images = False, None
+    else:
+        images, problems = parse_via(parsed, "v.json")
+        readable = not problems
+    if readable:
+        assert load_via(folder / "v.json") == images
+    else:
+        with pytest.raises(DataError, match="v.json"):
+            load_via(folder / "v.json")
 
 
 @FUZZ

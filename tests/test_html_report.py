@@ -12,13 +12,12 @@ pytest.importorskip("tensorflow")
 
 from fcn_keras.app import FCN  # noqa: E402
 from fcn_keras.config import parse_args  # noqa: E402
-from helpers import make_folder_dataset  # noqa: E402
 
 MODEL = ["--arch", "fcn8s", "--n", "1", "--pyramid-filters", "8"]
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, make_folder_dataset):
     root = tmp_path_factory.mktemp("html")
     data = make_folder_dataset(root / "data")
     FCN(parse_args(["--train", "--data-path", str(data), "--save-dir", str(root / "w"),
@@ -55,6 +54,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt install chromium)")
+@pytest.mark.slow
 def test_page_renders_in_headless_chromium(page, tmp_path):
     from PIL import Image
     shot = tmp_path / "shot.png"

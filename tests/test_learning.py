@@ -11,11 +11,10 @@ pytest.importorskip("tensorflow")
 
 from fcn_keras.app import FCN  # noqa: E402
 from fcn_keras.config import parse_args  # noqa: E402
-from helpers import make_folder_dataset  # noqa: E402
 
 
 @pytest.mark.parametrize("arch,loss", [("fcn8s", "ce+dice"), ("fcn", "ce")])
-def test_training_learns_a_simple_task(tmp_path, arch, loss):
+def test_training_learns_a_simple_task(tmp_path, make_folder_dataset, arch, loss):
     data = make_folder_dataset(tmp_path / "data", n_train=24, n_val=6, n_test=1, height=48,
                                width=64)
     config = parse_args([

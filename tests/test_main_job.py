@@ -40,6 +40,7 @@ def via_folder(root: Path, rng, counts=(("train", 8), ("test", 3)), size=(70, 90
     return root
 
 
+@pytest.mark.slow
 def test_main_job_runs_on_any_via_folder(tmp_path):
     data = via_folder(tmp_path / "food", np.random.default_rng(0))
     out = tmp_path / "run"
@@ -58,12 +59,18 @@ def test_main_job_runs_on_any_via_folder(tmp_path):
     assert list(out.glob("fcn4s-*-food-best-iou.weights.h5"))
 
 
+def load_script(path: Path):
+    """A script of utils/ as a module (utils/ is no package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_dataset_info_crop_and_test_image(tmp_path):
-    sys.path.insert(0, str(ROOT / "utils"))
-    try:
-        from dataset_info import main, suggest_crop
-    finally:
-        sys.path.pop(0)
+    dataset_info = load_script(ROOT / "utils" / "dataset_info.py")
+    main, suggest_crop = dataset_info.main, dataset_info.suggest_crop
     assert suggest_crop([(240, 320)] * 3) == (128, 160)      # the drinks sample
     assert suggest_crop([(768, 768), (760, 770)]) == (256, 256)   # photos: 256 at most
     assert suggest_crop([(360, 480)]) == (192, 256)

@@ -148,9 +148,8 @@ def test_configure_runtime_resets_the_policy():
 def _make_camvid(root, rng, counts=(("train", 4), ("val", 2), ("test", 2)), size=(72, 96)):
     """A tiny SegNet-layout CamVid: images, index masks with void (11) borders, the lists."""
     import numpy as np
-    from PIL import Image
-
     from helpers import shapes_image
+    from PIL import Image
 
     for split, n in counts:
         lines = []
@@ -166,6 +165,7 @@ def _make_camvid(root, rng, counts=(("train", 4), ("val", 2), ("test", 2)), size
     return root
 
 
+@pytest.mark.slow
 def test_camvid_recipe_runs_end_to_end(tmp_path):
     """The recipe's commands on a tiny CamVid layout: train with the preset (shortened), then
     evaluate with flip TTA; 11 classes, void ignored, the report on the test split."""
@@ -209,6 +209,7 @@ def test_time_limit_does_not_claim_the_last_epoch():
     assert callback.stopped_after is None and not callback.model.stop_training
 
 
+@pytest.mark.slow
 def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
     """`scripts/camvid.sh DATA OUT flags...`: the flags reach training and the evaluations (a
     model built with --arch fcn32s must be evaluated as one), except --resume (train only)."""
@@ -226,8 +227,8 @@ def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
         ["bash", str(root / "scripts" / "camvid.sh"), str(data), str(out), "--arch", "fcn32s",
-         "--context", "none", "--resume", "--epochs", "1", "--n", "1", "--height", "64", "--width", "64",
-         "--batch-size", "2", "--no-mixed-precision", "--verbose", "0"],
+         "--context", "none", "--resume", "--epochs", "1", "--n", "1", "--height", "64",
+         "--width", "64", "--batch-size", "2", "--no-mixed-precision", "--verbose", "0"],
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "fcn32s-ResNet11v2-3layer-camvid-best-iou.weights.h5").is_file()
@@ -264,6 +265,7 @@ def test_time_limit_fits_the_schedule_into_the_limit():
     assert short.epochs == 3   # never beyond the planned --epochs
 
 
+@pytest.mark.slow
 def test_ablation_script_writes_one_line_per_row(tmp_path):
     """`scripts/ablation.sh DATA OUT ROW...`: each row trains within its budget and leaves one
     JSON line (row, its flags, best val mIoU and epoch, minutes)."""

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, TINY_TRAIN
 
 pytest.importorskip("tensorflow")
 
 from fcn_keras import cli  # noqa: E402
-from fcn_keras.errors import DataError, OutputError  # noqa: E402
-from helpers import TINY_TRAIN, make_folder_dataset  # noqa: E402
+from fcn_keras.errors import OutputError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = [*TINY_TRAIN, "--pyramid-filters", "16", "--verbose", "0", "--seed", "0"]
 STEM = "ResNet11v2-2layer-shapes-best-iou"
 WEIGHTS = f"{STEM}.weights.h5"
@@ -43,7 +42,7 @@ def train_argv(data, save, epochs, *extra):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, make_folder_dataset):
     """A dataset and a --save-dir holding one completed epoch (weights, history, state)."""
     root = tmp_path_factory.mktemp("trained")
     data = make_folder_dataset(root / "data")
@@ -192,6 +191,7 @@ HOLD_LOCK = ("import sys, time; from fcn_keras.runlock import SaveDirLock; "
              "time.sleep(600)")
 
 
+@pytest.mark.slow
 def test_a_second_run_is_refused_and_a_dead_runs_lock_taken_over(run_dir, capsys):
     data, save = run_dir
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(save)], cwd=ROOT,
@@ -399,6 +399,7 @@ HANG = ("import threading; from fcn_keras.watchdog import Watchdog; "
         "Watchdog(1.5).start(); threading.Event().wait()")
 
 
+@pytest.mark.slow
 def test_a_worker_waiting_forever_stops_after_the_timeout():
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-c", HANG], cwd=ROOT, capture_output=True,

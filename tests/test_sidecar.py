@@ -11,14 +11,13 @@ from fcn_keras.app import FCN  # noqa: E402
 from fcn_keras.config import parse_args  # noqa: E402
 from fcn_keras.errors import ConfigError  # noqa: E402
 from fcn_keras.sidecar import settings_path  # noqa: E402
-from helpers import make_folder_dataset  # noqa: E402
 
 MODEL = ["--arch", "fcn4s", "--n", "1", "--pyramid-filters", "8", "--pyramid-blocks", "1",
          "--context", "aspp"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, make_folder_dataset):
     root = tmp_path_factory.mktemp("sidecar")
     data = make_folder_dataset(root / "data")
     FCN(parse_args(["--train", "--data-path", str(data), "--save-dir", str(root / "w"),

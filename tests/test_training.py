@@ -1,6 +1,7 @@
 """Training end to end on a tiny synthetic dataset: weights, history, resume, evaluation."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,42 +11,54 @@ pytest.importorskip("tensorflow")
 from fcn_keras.app import FCN  # noqa: E402
 from fcn_keras.config import parse_args  # noqa: E402
 from fcn_keras.errors import ConfigError  # noqa: E402
-from helpers import make_folder_dataset  # noqa: E402
 
 SMALL = ["--n", "1", "--layers", "2", "--head-filters", "16", "--height", "32", "--width", "48",
          "--batch-size", "2", "--verbose", "0", "--seed", "1"]
+STEM = "ResNet11v2-2layer-shapes-best-iou"
 
 
-def config_for(tmp_path, *extra):
-    data = make_folder_dataset(tmp_path / "data") if not (tmp_path / "data").exists() \
-        else tmp_path / "data"
-    return parse_args(["--data-path", str(data), "--save-dir", str(tmp_path / "weights"),
-                       "--output-dir", str(tmp_path / "out"), "--dataset", "shapes",
-                       *SMALL, *extra])
+def config_for(root, *extra, data=None):
+    """Options of the small model on `data` (default: root/data), saving in root/weights."""
+    return parse_args(["--data-path", str(data or root / "data"), "--save-dir",
+                       str(root / "weights"), "--output-dir", str(root / "out"), "--dataset",
+                       "shapes", *SMALL, *extra])
 
 
-def test_train_then_resume_then_evaluate(tmp_path):
-    config = config_for(tmp_path, "--train", "--epochs", "2")
-    app = FCN(config)
-    app.train()
-    weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, make_folder_dataset):
+    """A folder with data/ and weights/ of a 2-epoch training, shared by this module's tests
+    (each copies what it changes)."""
+    root = tmp_path_factory.mktemp("trained")
+    make_folder_dataset(root / "data")
+    FCN(config_for(root, "--train", "--epochs", "2")).train()
+    return root
+
+
+@pytest.fixture
+def run_dir(trained, tmp_path):
+    """A private copy of the trained weights/ folder in tmp_path (data shared, read-only)."""
+    shutil.copytree(trained / "weights", tmp_path / "weights")
+    return tmp_path
+
+
+def test_train_then_resume_then_evaluate(run_dir, trained):
+    tmp_path, data = run_dir, trained / "data"
+    weights = tmp_path / "weights" / f"{STEM}.weights.h5"
     assert weights.exists()
-    history = json.loads((tmp_path / "weights" /
-                          "ResNet11v2-2layer-shapes-best-iou-history.json").read_text())
+    history = json.loads((tmp_path / "weights" / f"{STEM}-history.json").read_text())
     assert [r["epoch"] for r in history] == [0, 1]
     assert {"loss", "val_mean_iou", "val_pixel_accuracy", "val_book_miou", "lr"} <= set(history[0])
-    assert (tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou-history.csv").exists()
-    assert (tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.classes.json").exists()
+    assert (tmp_path / "weights" / f"{STEM}-history.csv").exists()
+    assert (tmp_path / "weights" / f"{STEM}.classes.json").exists()
 
-    resumed = FCN(config_for(tmp_path, "--train", "--epochs", "3", "--resume"))
+    resumed = FCN(config_for(tmp_path, "--train", "--epochs", "3", "--resume", data=data))
     resumed.train()
-    history = json.loads((tmp_path / "weights" /
-                          "ResNet11v2-2layer-shapes-best-iou-history.json").read_text())
+    history = json.loads((tmp_path / "weights" / f"{STEM}-history.json").read_text())
     assert [r["epoch"] for r in history] == [0, 1, 2]  # continued at epoch 3, not from 1
 
     evaluator = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
                                "--report", str(tmp_path / "report.json"), "--plot",
-                               "--worst", "1"))
+                               "--worst", "1", data=data))
     evaluator.restore_weights()
     metrics = evaluator.evaluate()
     report = json.loads((tmp_path / "report.json").read_text())
@@ -57,17 +70,15 @@ def test_train_then_resume_then_evaluate(tmp_path):
     assert len(list((tmp_path / "out").glob("worst-01-*.png"))) == 1
 
 
-def test_predict_files_any_size(tmp_path):
+def test_predict_files_any_size(trained, tmp_path):
     from PIL import Image
-    config = config_for(tmp_path, "--train", "--epochs", "1")
-    FCN(config).train()
-    weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+    weights = trained / "weights" / f"{STEM}.weights.h5"
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(np.full((37, 53, 3), 128, np.uint8)).save(folder / "odd.png")
     Image.fromarray(np.full((20, 20), 10, np.uint8)).save(folder / "grey.jpg")
     app = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
-                         "--image-file", str(folder)))
+                         "--image-file", str(folder), data=trained / "data"))
     app.restore_weights()
     written = app.predict_files(str(folder))
     assert len(written) == 2
@@ -76,16 +87,15 @@ def test_predict_files_any_size(tmp_path):
     assert (tmp_path / "out" / "odd-overlay.png").exists()
 
 
-def test_weights_for_another_class_count_are_refused(tmp_path):
-    config = config_for(tmp_path, "--train", "--epochs", "1")
-    FCN(config).train()
-    weights = tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.weights.h5"
+def test_weights_for_another_class_count_are_refused(run_dir, trained):
+    tmp_path, data = run_dir, trained / "data"
+    weights = tmp_path / "weights" / f"{STEM}.weights.h5"
     with pytest.raises(ConfigError, match="trained with --head-filters 16"):   # the settings
         config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
-                   "--head-filters", "8")
-    (tmp_path / "weights" / "ResNet11v2-2layer-shapes-best-iou.model.json").unlink()
+                   "--head-filters", "8", data=data)
+    (tmp_path / "weights" / f"{STEM}.model.json").unlink()
     other = FCN(config_for(tmp_path, "--evaluate", "--restore-weights", str(weights),
-                           "--head-filters", "8"))   # without them: the load says it
+                           "--head-filters", "8", data=data))   # without them: the load says it
     with pytest.raises(ConfigError, match="does not fit this model"):
         other.restore_weights()
 
@@ -108,15 +118,66 @@ def test_tiling_agrees_with_whole_image():
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
-def test_tiling_with_the_book_model_agrees_in_the_interior():
+def local_model(n_classes=3, convs=2, stride=8):
+    """A model whose output at a pixel depends on the pixels within `convs` of it only (3x3
+    convs), padded to `stride` at the bottom and right as the FCNs are."""
+    import keras
+
+    from fcn_keras.layers import CropLike, PadToMultiple
+    inputs = keras.Input((None, None, 3))
+    x = PadToMultiple(stride)(inputs)
+    normal = keras.initializers.RandomNormal
+    for _ in range(convs):
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu",
+                                kernel_initializer=normal(stddev=0.5, seed=1))(x)
+    x = keras.layers.Conv2D(n_classes, 1, kernel_initializer=normal(stddev=0.5, seed=2))(x)
+    outputs = keras.layers.Softmax()(CropLike()([x, inputs]))
+    return keras.Model(inputs, outputs)
+
+
+def away_from_inner_window_borders(size, window, margin, overlap=1 / 3):
+    """Along one axis: True where every window covering the position holds all of its
+    receptive field: at least `margin` from each window edge inside the image, and from the
+    far image edge (padded to the stride by both the window and the whole image, differently)."""
+    from fcn_keras.predict import window_starts
+    good = np.ones(size, bool)
+    for start in window_starts(size, window, overlap):
+        inside = np.zeros(size, bool)
+        inside[start:start + window] = True
+        low = start + (margin if start > 0 else 0)
+        high = start + window - margin
+        good &= ~inside | ((np.arange(size) >= low) & (np.arange(size) < high))
+    return good
+
+
+def test_tiling_agrees_with_whole_image_away_from_the_window_borders():
+    """Windows smaller than the image: wherever each covering window holds the pixel's whole
+    receptive field, the averaged windows equal the whole-image prediction exactly (to float
+    rounding); a window placed or averaged wrongly breaks that."""
+    from fcn_keras.predict import Predictor
+    model = local_model(convs=2)
+    image = np.random.default_rng(1).random((1, 45, 61, 3)).astype("float32")
+    whole = Predictor(model).probabilities(image)
+    tiled = Predictor(model, tile=(24, 32)).probabilities(image)
+    assert tiled.shape == whole.shape == (1, 45, 61, 3)
+    rows = away_from_inner_window_borders(45, 24, margin=2)
+    cols = away_from_inner_window_borders(61, 32, margin=2)
+    interior = rows[:, None] & cols[None, :]
+    assert interior.mean() > 0.4 and not interior.all()
+    np.testing.assert_allclose(tiled[0][interior], whole[0][interior], atol=1e-5)
+    assert np.abs(tiled[0] - whole[0]).max() > 1e-3   # the borders do differ: windows were used
+
+
+def test_tiling_with_the_book_model_covers_the_image():
+    """The book's model in windows smaller than the image: every pixel is predicted, and the
+    averaged probabilities still sum to one."""
     from fcn_keras.models import build_model
     from fcn_keras.predict import Predictor
     model, _ = build_model("fcn32s", n_classes=3, n=1, layers_=2)
     image = np.random.default_rng(1).random((1, 45, 61, 3)).astype("float32")
-    whole = Predictor(model).labels(image)
-    assert whole.shape == (1, 45, 61)
-    tiled = Predictor(model, tile=(64, 64)).labels(image)  # one window covers all: identical
-    np.testing.assert_array_equal(tiled, whole)
+    tiled = Predictor(model, tile=(32, 32)).probabilities(image)
+    assert tiled.shape == (1, 45, 61, 3)
+    np.testing.assert_allclose(tiled.sum(-1), 1.0, atol=1e-5)
 
 
 def test_flip_tta_on_symmetric_model_is_identity():
@@ -145,6 +206,7 @@ def test_multi_scale_tta_on_a_pointwise_model_of_a_smooth_image():
 def test_multi_scale_tta_averages_the_views():
     """With a real network the views differ; the result is their mean, resized back."""
     import tensorflow as tf
+
     from fcn_keras.models import build_model
     from fcn_keras.predict import Predictor
     model, _ = build_model("fcn8s", n_classes=3, n=1, pyramid_filters=8)
@@ -160,6 +222,7 @@ def test_multi_scale_tta_averages_the_views():
 def test_model_predicting_the_truth_scores_one(tmp_path):
     """score_split on a predictor that returns the ground truth gives 1.0 everywhere."""
     import tensorflow as tf
+
     from fcn_keras.evaluate import score_split
 
     class Oracle:
