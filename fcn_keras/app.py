@@ -60,6 +60,9 @@ class FCN:
                                                     **config.model_options())
         if config.sync_bn:
             distributed.synchronize_batch_norm(self.model)
+        if config.remat and config.train:
+            from fcn_keras.remat import enable_remat
+            enable_remat(self.model)
         check_training_size(config, padding_multiple(self.model))
         self.save_dir = Path(config.save_dir)
         self.weights_path = self.save_dir / config.weights_name
@@ -312,7 +315,8 @@ class FCN:
         split = c.split or ("test" if "test" in self.dataset.splits and
                             self.dataset.splits["test"] else "val")
         generator = self.generator(split, training=False)
-        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales)
+        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales,
+                              fold_bn=c.fold_bn)
         worst = WorstImages(c.worst if c.plot or c.html else 0)
         start = time.time()
         metrics = self._score(predictor, generator.dataset(), worst)
@@ -358,7 +362,7 @@ class FCN:
         c = self.config
         files = image_files(target)
         segmenter = Segmenter(self.model, self.classes, tta=c.tta, tile=c.tile,
-                              tta_scales=c.tta_scales, channels=c.channels)
+                              tta_scales=c.tta_scales, channels=c.channels, fold_bn=c.fold_bn)
         out = Path(c.output_dir)
         written = []
         for path in files:
