@@ -151,8 +151,10 @@ def make_data(root: Path, quick: bool, log) -> dict[str, Path]:
     return paths
 
 
-def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> list[list[Task]]:
-    """The measurements, grouped by process (one per group; all of a setup with --quick)."""
+def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "",
+         repeats: int = 3) -> list[list[Task]]:
+    """The measurements, grouped by process (one per group; all of a setup with --quick);
+    `repeats` timed passes per evaluation."""
     big = str(data["big"])
     steps = {"warmup": 1, "steps": 1} if quick else {"warmup": 3, "steps": 8}
     few = {"warmup": 1, "steps": 1} if quick else {"warmup": 2, "steps": 4}
@@ -187,13 +189,13 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> lis
         for (h, w, b), images in zip(((192, 256, 4), (352, 480, 2)), (64, 24)):
             if setup == "plain":   # 2.5x slower: fewer images for the same time
                 images //= 2
-            options = {"images": 4 if quick else images, "repeats": 2 if quick else 3}
+            options = {"images": 4 if quick else images, "repeats": 2 if quick else repeats}
             tasks.append(Task("eval", setup, h, w, b, data=str(data[f"eval_{h}x{w}"]),
                               model=model, options=options, key=f"{setup}_eval_{h}x{w}"))
         tasks.append(Task("latency", setup, 480, 640, 1, model=model, warmup=2,
                           steps=3 if quick else 7, key=f"{setup}_latency_480x640"))
     tasks.append(Task("eval", "tuned", 192, 256, 4, data=str(data["eval_192x256"]), model=model,
-                      options={"images": 4 if quick else 64, "repeats": 2 if quick else 3,
+                      options={"images": 4 if quick else 64, "repeats": 2 if quick else repeats,
                                "fold_bn": False}, key="unfolded_eval_192x256"))
     tasks.append(Task("latency", "tuned", 480, 640, 1, model=model, warmup=2,
                       steps=3 if quick else 7, options={"fold_bn": False},
@@ -402,6 +404,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="run only the tasks whose key contains one of these comma-separated "
                    "strings (e.g. tuned_train,plain_train); the other results of an existing "
                    "--out file are kept")
+    p.add_argument("--eval-repeats", type=int, default=3,
+                   help="timed passes per evaluation measurement (the median is reported)")
     p.add_argument("--threads", default="0,0",
                    help="INTRA,INTER op threads for the tuned and float32 setups (0: TF's choice)")
     for flag, key in (("--n", "n"), ("--layers", "layers_"), ("--head-filters", "head_filters"),
@@ -426,12 +430,26 @@ def main(argv=None) -> int:
     model.update({k: getattr(args, k) for k in BOOK_MODEL if getattr(args, k) is not None})
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     run_id = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out_path = Path(args.out) if args.out else None
+    raw = {}
+
+    def write():
+        """The JSON so far (after each measurement: a run cut short keeps what it measured)."""
+        for result in raw.values():
+            result["run"] = run_id
+        merged, previous = merge(out_path, raw)
+        previous.pop("raw", None)
+        out = {**previous, **summarize(merged, model, args.quick), "raw": merged}
+        if out_path:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(out, indent=2) + "\n")
+        return out
+
     with tempfile.TemporaryDirectory(prefix="fcn-bench-") as tmp:
         root = Path(args.workdir or tmp)
         log(f"data in {root}")
         data = make_data(root, args.quick, log)
-        raw = {}
-        groups = plan(args.quick, data, model, args.only)
+        groups = plan(args.quick, data, model, args.only, args.eval_repeats)
         if args.quick:   # a smoke run: the setups' processes side by side, timings meaningless
             with ThreadPoolExecutor(len(groups)) as pool:
                 for result in pool.map(lambda g: spawn(g, args.threads, log), groups):
@@ -439,16 +457,10 @@ def main(argv=None) -> int:
         else:
             for group in groups:
                 raw.update(spawn(group, args.threads, log))
-    for result in raw.values():
-        result["run"] = run_id
-    out_path = Path(args.out) if args.out else None
-    raw, previous = merge(out_path, raw)
-    previous.pop("raw", None)
-    out = {**previous, **summarize(raw, model, args.quick), "raw": raw}
+                write()
+    out = write()
     print(format_table(out))
     if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(out, indent=2) + "\n")
         log(f"results: {out_path}")
     return 0
 

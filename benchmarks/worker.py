@@ -190,9 +190,10 @@ def run_eval(task: Task, setup: Setup) -> dict:
         start = time.perf_counter()
         evaluate(samples)
         rates.append(len(samples) / (time.perf_counter() - start))
-    return {"img_s": statistics.median(rates), "img_s_min": min(rates), "img_s_max": max(rates),
+    return {"img_s": statistics.median(rates), "img_s_each": rates, "img_s_min": min(rates), "img_s_max": max(rates),
             "repeats": len(rates), "images": len(samples), "traces_warmup": traced_in_warmup,
-            "traces_total": traces(), "fold_bn": bool(task.options.get("fold_bn")),
+            "traces_total": traces(),
+            "fold_bn": setup.feed != "python" and bool(task.options.get("fold_bn", True)),
             "peak_rss_mb": peak_rss_mb()}
 
 
