@@ -159,7 +159,8 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "",
     steps = {"warmup": 1, "steps": 1} if quick else {"warmup": 3, "steps": 8}
     few = {"warmup": 1, "steps": 1} if quick else {"warmup": 2, "steps": 4}
     n = 2 if quick else 24
-    tasks = [Task("gemm", key="gemm", steps=3), Task("conv", key="convroof", steps=1 if quick else 5),
+    tasks = [Task("gemm", key="gemm", steps=3),
+             Task("conv", key="convroof", steps=1 if quick else 5),
              Task("converter", data=big, key="converter")]
     tasks += [Task("flops", height=h, width=w, model=dict(model), key=f"flops_{h}x{w}")
               for h, w in ((192, 256), (352, 480), (480, 640))]

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 from run import RESULT_TAG, SETUPS, Setup, Task  # noqa: E402
 
 N_CLASSES = 4
@@ -60,6 +59,7 @@ def train_samples(task: Task):
 def read_pair(sample):
     """Decode an image ([0, 1] float32) and its index mask with PIL, as the book's code did."""
     from PIL import Image
+
     from fcn_keras.io_utils import read_index_mask
     with Image.open(sample.image) as image:
         rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
@@ -190,7 +190,8 @@ def run_eval(task: Task, setup: Setup) -> dict:
         start = time.perf_counter()
         evaluate(samples)
         rates.append(len(samples) / (time.perf_counter() - start))
-    return {"img_s": statistics.median(rates), "img_s_each": rates, "img_s_min": min(rates), "img_s_max": max(rates),
+    return {"img_s": statistics.median(rates), "img_s_each": rates, "img_s_min": min(rates),
+            "img_s_max": max(rates),
             "repeats": len(rates), "images": len(samples), "traces_warmup": traced_in_warmup,
             "traces_total": traces(),
             "fold_bn": setup.feed != "python" and bool(task.options.get("fold_bn", True)),

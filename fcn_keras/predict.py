@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
 
 

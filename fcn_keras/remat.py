@@ -19,6 +19,7 @@ import contextlib
 import threading
 
 _STATE = threading.local()
+RECOMPUTED = {"traces": 0}   # recomputations built (gradient traces through a segment)
 
 
 def recomputing() -> bool:
@@ -49,6 +50,7 @@ def recompute(call):
 
             def grad(*upstream, variables=None):
                 variables = list(variables or [])
+                RECOMPUTED["traces"] += 1
                 # the recomputation waits for the upstream gradients, so the graph optimiser
                 # cannot merge it with the forward pass (which would keep its activations)
                 with tf.control_dependencies([g for g in upstream if g is not None]):

@@ -15,7 +15,8 @@ ALSO = ("train_gflops_192x256", "forward_gflop_480x640", "plain_train_img_s_192x
         "train_img_s_192x256_vs_plain", "train_img_s_192x256_vs_book", "epoch_s_N", "epoch_s_4N",
         "peak_rss_mb_N", "peak_rss_mb_4N", "book_npy_bytes_per_img",
         "train_192x256_of_gemm_roof", "train_192x256_of_conv_roof", "eval_192x256_of_conv_roof",
-        "remat_train_img_s_192x256", "remat_peak_rss_mb_train_352x480", "camvid_train_img_s_192x256",
+        "remat_train_img_s_192x256", "remat_peak_rss_mb_train_352x480",
+        "camvid_train_img_s_192x256",
         "quick_train_gflops_192x256", "fcn32s_train_192x256_of_gemm_roof",
         "eval_traces_total_192x256", "unfolded_latency_ms_480x640", "eval_img_s_min_192x256")
 

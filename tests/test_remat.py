@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from fcn_keras import remat as remat_module
 from fcn_keras.losses import SegmentationLoss
 from fcn_keras.models import build_model
 from fcn_keras.remat import enable_remat
@@ -36,8 +37,11 @@ def test_remat_trains_the_same(arch, extra):
     plain, remat = _model(False, arch, **extra), _model(True, arch, **extra)
     for a, b in zip(plain.weights, remat.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    before = remat_module.RECOMPUTED["traces"]
     loss_plain, weights_plain = _train(plain)
+    assert remat_module.RECOMPUTED["traces"] == before
     loss_remat, weights_remat = _train(remat)
+    assert remat_module.RECOMPUTED["traces"] > before   # the backbone was recomputed
     np.testing.assert_allclose(loss_remat, loss_plain, rtol=1e-4)
     moved = 0
     for w, a, b in zip(plain.weights, weights_plain, weights_remat):
