@@ -11,11 +11,23 @@ mask bytes per 480x640 image, how epoch time and memory grow with the dataset (N
 and with the image size; each for the tuned configuration and, in the same run, a plain one
 (float32, Keras' own layers, Python-fed batches like the book's `keras.utils.Sequence`).
 
-Every measurement runs in a fresh process (this script's `--worker` mode), so peak RSS is that
-measurement's alone and nothing is warm from an earlier one. `--quick` instead runs all tasks of
-a configuration in one process, the configurations' processes side by side, with a tiny model
-and a step or two: it checks the plumbing and the JSON keys, its numbers are not measurements. FLOPs are counted analytically (multiply-adds of
-every convolution x 2; a training step counts 3x the forward pass).
+Also: the roofs (a 2048^3 GEMM and 3x3 convolutions at the model's typical shapes, float32
+and bfloat16) and every training / evaluation rate as a fraction of both; evaluation as the
+median of repeated passes with its spread and the inference function's trace count; latency
+with and without batch norm folded; training with `--remat`; the CamVid and quick presets'
+models and the other `--arch` variants.
+
+This script plans and reports; every measurement runs in a fresh process of
+`benchmarks/worker.py`, so peak RSS is that measurement's alone and nothing is warm from an
+earlier one. `--quick` instead runs all tasks of a configuration in one process, the
+configurations' processes side by side, with a tiny model and a step or two: it checks the
+plumbing and the JSON keys, its numbers are not measurements. FLOPs are counted analytically
+(multiply-adds of every convolution x 2; a training step counts 3x the forward pass).
+
+The JSON keeps every measurement's raw result (`raw`, each tagged with its run); with `--only`
+the results of an existing `--out` file that were not rerun are kept, and the figures are
+recomputed from the merged raw results (fractions of a roof only against the roof measured in
+the same run).
 """
 
 from __future__ import annotations
@@ -23,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +60,17 @@ TARGETS = {"train_img_s_192x256": (">=", 3.0), "train_img_s_352x480": (">=", 3.0
 PEAK_GFLOPS = {"float32": 450.0, "mixed_bfloat16": 770.0}   # this CPU's matrix-work peaks
 BOOK_MODEL = {"n": 6, "layers_": 3, "head_filters": 256, "pyramid_filters": 512}
 QUICK_MODEL = {"n": 1, "layers_": 2, "head_filters": 8, "pyramid_filters": 16}
-N_CLASSES = 4
+# the models people train (benchmarked at the training size of the book model's rows)
+VARIANTS = {
+    "camvid": {"arch": "fcn4s", "context": "aspp", "pyramid_blocks": 2, "n": 2, "layers_": 3,
+               "pyramid_filters": 128},
+    "quick": {"arch": "fcn4s", "context": "aspp", "pyramid_blocks": 2, "n": 1, "layers_": 3,
+              "pyramid_filters": 128, "downsample": 2},
+    "fcn8s": {"arch": "fcn8s", "n": 6, "layers_": 3, "pyramid_filters": 512},
+    "fcn4s": {"arch": "fcn4s", "n": 6, "layers_": 3, "pyramid_filters": 512},
+    "fcn32s": {"arch": "fcn32s", "n": 6, "layers_": 3, "pyramid_filters": 512},
+}
+QUICK_VARIANT = {"n": 1, "layers_": 3, "pyramid_filters": 16}
 RESULT_TAG = "BENCH_RESULT "
 
 
@@ -77,7 +97,7 @@ SETUPS = {
 class Task:
     """One measurement for a worker process."""
 
-    kind: str                       # train, eval, latency, converter, flops, gemm
+    kind: str                       # train, pipeline, eval, latency, converter, flops, gemm, conv
     setup: str = "tuned"
     height: int = 192
     width: int = 256
@@ -89,308 +109,7 @@ class Task:
     epochs: int = 0                 # train: time whole epochs instead of steps (scaling)
     model: dict = field(default_factory=lambda: dict(BOOK_MODEL))
     key: str = ""
-
-
-# -------------------------------------------------------------------------------------------
-# Worker side: one process, one (or, with --quick, several) measurements.
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def apply_setup(setup: Setup) -> None:
-    """Process-wide settings; must run before any model is built."""
-    import keras
-    from fcn_keras.runtime import configure_threads
-    configure_threads(*setup.threads)
-    keras.mixed_precision.set_global_policy(setup.policy)
-
-
-def build(task: Task, setup: Setup):
-    from fcn_keras.models import build_model
-    model, _ = build_model("fcn", N_CLASSES, fast_layers=setup.fast_layers, **task.model)
-    return model
-
-
-def train_samples(task: Task):
-    from fcn_keras.datasets import load_dataset
-    samples = load_dataset(task.data).split("train")
-    return samples[:task.limit] if task.limit else samples
-
-
-class PythonBatches:
-    """The book's feed: a `keras.utils.Sequence` decoding, cropping and batching in Python."""
-
-    def __new__(cls, *args, **kwargs):
-        import keras
-
-        class _Batches(keras.utils.PyDataset):
-            def __init__(self, samples, height, width, batch, n_batches, training=True):
-                super().__init__()
-                self.samples, self.size, self.batch = samples, (height, width), batch
-                self.n_batches, self.training = n_batches, training
-
-            def __len__(self):
-                return self.n_batches
-
-            def __getitem__(self, index):
-                import numpy as np
-                picks = [self.samples[(index * self.batch + i) % len(self.samples)]
-                         for i in range(self.batch)]
-                pairs = [read_crop(s, *self.size, seed=index * self.batch + i)
-                         for i, s in enumerate(picks)]
-                return (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))
-
-        return _Batches(*args, **kwargs)
-
-
-def read_pair(sample):
-    """Decode an image ([0, 1] float32) and its index mask with PIL, as the book's code did."""
-    import numpy as np
-    from PIL import Image
-    from fcn_keras.io_utils import read_index_mask
-    with Image.open(sample.image) as image:
-        rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
-    return rgb, read_index_mask(sample.mask)
-
-
-def read_crop(sample, height, width, seed):
-    """`read_pair`, then the same random window (padded if needed) from image and mask."""
-    import numpy as np
-    from fcn_keras.classes import IGNORE_INDEX
-    rgb, mask = read_pair(sample)
-    rng = np.random.default_rng(seed)
-    top = int(rng.integers(0, max(1, rgb.shape[0] - height + 1)))
-    left = int(rng.integers(0, max(1, rgb.shape[1] - width + 1)))
-    rgb, mask = rgb[top:top + height, left:left + width], mask[top:top + height, left:left + width]
-    pad = [(0, height - rgb.shape[0]), (0, width - rgb.shape[1])]
-    mask = np.pad(mask, pad, constant_values=IGNORE_INDEX)
-    return np.pad(rgb, pad + [(0, 0)]), mask[..., None]
-
-
-def training_feed(task: Task, setup: Setup, samples, n_batches: int):
-    if setup.feed == "python":
-        return PythonBatches(samples, task.height, task.width, task.batch, n_batches)
-    from fcn_keras.pipeline import DataGenerator, PipelineOptions
-    options = PipelineOptions(height=task.height, width=task.width, batch_size=task.batch,
-                              n_classes=N_CLASSES, seed=0)
-    return DataGenerator(samples, options, training=True).dataset(repeat=True)
-
-
-class StepClock:
-    """A Keras callback noting when each training batch and epoch ends."""
-
-    def __new__(cls):
-        import keras
-
-        class _Clock(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.batch_ends, self.epoch_times, self._epoch_start = [], [], 0.0
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._epoch_start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.batch_ends.append(time.perf_counter())
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.epoch_times.append(time.perf_counter() - self._epoch_start)
-
-        return _Clock()
-
-
-def run_train(task: Task, setup: Setup) -> dict:
-    """Images/s over `steps` steps after `warmup` (or seconds per epoch when `epochs`)."""
-    import keras
-    from fcn_keras.losses import SegmentationLoss
-    model = build(task, setup)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SegmentationLoss(N_CLASSES),
-                  jit_compile=setup.jit)
-    samples = train_samples(task)
-    clock = StepClock()
-    if task.epochs:   # warm up on a few steps, then time whole epochs
-        steps_per_epoch = max(1, len(samples) // task.batch)
-        feed = training_feed(task, setup, samples, steps_per_epoch)
-        model.fit(feed, epochs=1, steps_per_epoch=task.warmup, verbose=0)
-        model.fit(feed, epochs=task.epochs, steps_per_epoch=steps_per_epoch, callbacks=[clock],
-                  verbose=0)
-        return {"epoch_s": statistics.mean(clock.epoch_times), "images": len(samples),
-                "peak_rss_mb": peak_rss_mb()}
-    total = task.warmup + task.steps
-    model.fit(training_feed(task, setup, samples, total), epochs=1, steps_per_epoch=total,
-              callbacks=[clock], verbose=0)
-    seconds = clock.batch_ends[-1] - clock.batch_ends[task.warmup - 1]
-    return {"img_s": task.steps * task.batch / seconds, "peak_rss_mb": peak_rss_mb()}
-
-
-def run_pipeline(task: Task, setup: Setup) -> dict:
-    """Images/s the training input feed (decode, scale, crop, flip, batch) delivers alone,
-    with the whole machine to itself: how much of the CPU feeding the model costs."""
-    feed = training_feed(task, setup, train_samples(task), task.warmup + task.steps)
-    if setup.feed == "python":
-        next_batch = iter(feed[i] for i in range(len(feed))).__next__
-    else:
-        next_batch = iter(feed).__next__
-    for _ in range(task.warmup):
-        next_batch()
-    start = time.perf_counter()
-    for _ in range(task.steps):
-        next_batch()
-    seconds = time.perf_counter() - start
-    return {"img_s": task.steps * task.batch / seconds, "peak_rss_mb": peak_rss_mb()}
-
-
-def eval_samples(task: Task):
-    from fcn_keras.datasets import load_dataset
-    return load_dataset(task.data).split("test")
-
-
-def run_eval(task: Task, setup: Setup) -> dict:
-    """Images/s of a whole-split evaluation (predictions and the confusion matrix)."""
-    model = build(task, setup)
-    samples = eval_samples(task)
-    evaluate = evaluate_plain(model, task) if setup.feed == "python" else \
-        evaluate_tuned(model, task)
-    evaluate(samples[:task.batch])          # warm-up: traces the model once
-    start = time.perf_counter()
-    evaluate(samples)
-    seconds = time.perf_counter() - start
-    return {"img_s": len(samples) / seconds, "peak_rss_mb": peak_rss_mb()}
-
-
-def evaluate_tuned(model, task: Task):
-    """`fcn.py --evaluate`'s way: one `Predictor` (its traced function is reused, as the app's
-    is for a whole split, so the warm-up call pays for the trace), batches from `tf.data`."""
-    from fcn_keras.evaluate import score_split
-    from fcn_keras.pipeline import DataGenerator, PipelineOptions
-    from fcn_keras.predict import Predictor
-    predictor = Predictor(model)
-    options = PipelineOptions(height=task.height, width=task.width, batch_size=task.batch,
-                              n_classes=N_CLASSES)
-
-    def evaluate(samples) -> None:
-        score_split(predictor, DataGenerator(samples, options, training=False).dataset(),
-                    N_CLASSES, 255)
-    return evaluate
-
-
-def evaluate_plain(model, task: Task):
-    """The book's way: read images in Python, `model.predict` each batch, argmax, count."""
-    import numpy as np
-    from fcn_keras.metrics import ConfusionMatrix
-
-    def evaluate(samples) -> None:
-        matrix = ConfusionMatrix(N_CLASSES)
-        for first in range(0, len(samples), task.batch):
-            pairs = [read_pair(s) for s in samples[first:first + task.batch]]  # one size per set
-            predictions = model.predict(np.stack([p[0] for p in pairs]), verbose=0).argmax(-1)
-            matrix.update(np.stack([p[1] for p in pairs]), predictions)
-    return evaluate
-
-
-def run_latency(task: Task, setup: Setup) -> dict:
-    """Median milliseconds to segment one image (labels out), after two warm-up calls."""
-    import numpy as np
-    from fcn_keras.predict import Predictor
-    model = build(task, setup)
-    image = np.random.default_rng(0).random((1, task.height, task.width, 3), np.float32)
-    if setup.feed == "python":
-        predict = lambda: model.predict(image, verbose=0).argmax(-1)  # noqa: E731
-    else:
-        predictor = Predictor(model)
-        predict = lambda: predictor.labels(image)  # noqa: E731
-    times = []
-    for _ in range(task.warmup + task.steps):
-        start = time.perf_counter()
-        predict()
-        times.append(time.perf_counter() - start)
-    return {"ms": 1000 * statistics.median(times[task.warmup:]), "peak_rss_mb": peak_rss_mb()}
-
-
-def run_converter(task: Task, setup: Setup) -> dict:
-    """ms per image of the VIA converter, bytes of its masks and of the book's one-hot .npy."""
-    from fcn_keras.annotations.convert import convert_via
-    data = Path(task.data)
-    out = Path(tempfile.mkdtemp(prefix="masks-", dir=data.parent))
-    start = time.perf_counter()
-    result = convert_via(["segmentation_train.json", "segmentation_test.json"], data, out)
-    seconds = time.perf_counter() - start
-    masks = list(result.mask_paths.values())
-    mask_bytes = sum(p.stat().st_size for p in masks) / len(masks)
-    book = convert_via("segmentation_test.json", data, Path(tempfile.mkdtemp(dir=data.parent)),
-                       save_filename=str(out.parent / "book.npy"))
-    book_bytes = (out.parent / "book.npy").stat().st_size / sum(map(len, book.stems.values()))
-    return {"ms_per_img": 1000 * seconds / len(masks), "mask_bytes": mask_bytes,
-            "book_npy_bytes": book_bytes, "images": len(masks), "peak_rss_mb": peak_rss_mb()}
-
-
-def run_flops(task: Task, setup: Setup) -> dict:
-    """Forward GFLOP per image of the model at task.height x task.width, and the share of the
-    two transposed-conv heads."""
-    from fcn_keras.backbones import build_backbone
-    from fcn_keras.models import build_fcn
-    shape = (task.height, task.width, 3)
-    model = dict(task.model)
-    backbone = build_backbone("resnet", shape, n_layers=model["layers_"], n=model["n"],
-                              pyramid_filters=model["pyramid_filters"])
-    core = build_fcn(shape, backbone.model, N_CLASSES, head_filters=model["head_filters"])
-    total, heads = conv_flops(core)
-    return {"gflop": total / 1e9, "tconv_share": heads / total}
-
-
-def conv_flops(model) -> tuple[float, float]:
-    """2 x multiply-adds of every Conv2D / Conv2DTranspose (nested models included), and of the
-    two stride-2 transposed convs alone."""
-    import keras
-    total = heads = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            sub_total, sub_heads = conv_flops(layer)
-            total, heads = total + sub_total, heads + sub_heads
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
-            kernel = layer.kernel.shape
-            pixels_at = layer.input if isinstance(layer, keras.layers.Conv2DTranspose) \
-                else layer.output
-            pixels = pixels_at.shape[1] * pixels_at.shape[2]
-            flops = 2.0 * pixels * kernel[0] * kernel[1] * kernel[2] * kernel[3]
-            total += flops
-            heads += flops if layer.name.startswith("tconv_") else 0.0
-    return total, heads
-
-
-def run_gemm(task: Task, setup: Setup) -> dict:
-    """GFLOP/s of a 2048^3 matrix product in float32 and bfloat16: what the CPU delivers to
-    this process right now (other jobs on the machine lower it)."""
-    import tensorflow as tf
-    result = {}
-    for dtype in ("float32", "bfloat16"):
-        a = tf.cast(tf.random.normal((2048, 2048)), dtype)
-        matmul = tf.function(lambda x: tf.matmul(x, x))
-        matmul(a).numpy()
-        best = float("inf")
-        for _ in range(task.steps):
-            start = time.perf_counter()
-            matmul(a).numpy()
-            best = min(best, time.perf_counter() - start)
-        result[dtype] = 2 * 2048 ** 3 / best / 1e9
-    return result
-
-
-RUNNERS = {"train": run_train, "pipeline": run_pipeline, "eval": run_eval, "latency": run_latency,
-           "converter": run_converter, "flops": run_flops, "gemm": run_gemm}
-
-
-def worker(tasks: list[Task]) -> None:
-    """Run tasks (all of one setup) in this process; one result line per task on stdout."""
-    setup = SETUPS[tasks[0].setup]
-    if any(t.kind in ("train", "pipeline", "eval", "latency") for t in tasks):
-        apply_setup(setup)
-    for task in tasks:
-        start = time.perf_counter()
-        result = RUNNERS[task.kind](task, setup)
-        result["task_s"] = time.perf_counter() - start
-        print(RESULT_TAG + json.dumps({"key": task.key, **result}), flush=True)
+    options: dict = field(default_factory=dict)   # fold_bn, remat, images, repeats
 
 
 # -------------------------------------------------------------------------------------------
@@ -399,8 +118,8 @@ def worker(tasks: list[Task]) -> None:
 def spawn(tasks: list[Task], threads: str, log) -> dict:
     """Run `tasks` in a fresh Python process; their results by key."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, str(Path(__file__).resolve()), "--threads", threads, "--worker",
-               json.dumps([asdict(t) for t in tasks])]
+    command = [sys.executable, str(Path(__file__).resolve().with_name("worker.py")),
+               "--threads", threads, json.dumps([asdict(t) for t in tasks])]
     start = time.time()
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     results = {}
@@ -432,13 +151,17 @@ def make_data(root: Path, quick: bool, log) -> dict[str, Path]:
     return paths
 
 
-def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> list[list[Task]]:
-    """The measurements, grouped by process (one per group; all of a setup with --quick)."""
+def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "",
+         repeats: int = 3) -> list[list[Task]]:
+    """The measurements, grouped by process (one per group; all of a setup with --quick);
+    `repeats` timed passes per evaluation."""
     big = str(data["big"])
     steps = {"warmup": 1, "steps": 1} if quick else {"warmup": 3, "steps": 8}
     few = {"warmup": 1, "steps": 1} if quick else {"warmup": 2, "steps": 4}
     n = 2 if quick else 24
-    tasks = [Task("gemm", key="gemm", steps=3), Task("converter", data=big, key="converter")]
+    tasks = [Task("gemm", key="gemm", steps=3),
+             Task("conv", key="convroof", steps=1 if quick else 5),
+             Task("converter", data=big, key="converter")]
     tasks += [Task("flops", height=h, width=w, model=dict(model), key=f"flops_{h}x{w}")
               for h, w in ((192, 256), (352, 480), (480, 640))]
     for setup in ("tuned", "plain") if quick else ("tuned", "float32", "plain", "xla"):
@@ -448,18 +171,36 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> lis
             counts = few if setup in ("plain", "xla") else steps
             tasks.append(Task("train", setup, h, w, b, data=big, model=model,
                               key=f"{setup}_train_{h}x{w}", **counts))
+    for (h, w, b) in ((192, 256, 4), (352, 480, 2)):   # training memory: --remat
+        tasks.append(Task("train", "tuned", h, w, b, data=big, model=model, options={"remat": True},
+                          key=f"remat_train_{h}x{w}", **steps))
     if not quick:
         tasks.append(Task("train", "tuned", 480, 640, 1, data=big, model=model,
                           key="tuned_train_480x640", **steps))
+    for name, variant in VARIANTS.items():   # the models people train, at 192x256 batch 4
+        variant = {**variant, **QUICK_VARIANT} if quick else variant
+        tasks.append(Task("flops", height=192, width=256, model=variant,
+                          key=f"flops_{name}_192x256"))
+        tasks.append(Task("train", "tuned", 192, 256, 4, data=big, model=variant,
+                          key=f"{name}_train_192x256", **few))
     for setup in ("tuned", "plain"):
         tasks.append(Task("pipeline", setup, 192, 256, 4, data=big, warmup=2,
                           steps=4 if quick else 20, key=f"{setup}_pipeline_192x256"))
     for setup in ("tuned", "plain") if quick else ("tuned", "float32", "plain"):
-        for (h, w, b) in ((192, 256, 4), (352, 480, 2)):
+        for (h, w, b), images in zip(((192, 256, 4), (352, 480, 2)), (64, 24)):
+            if setup == "plain":   # 2.5x slower: fewer images for the same time
+                images //= 2
+            options = {"images": 4 if quick else images, "repeats": 2 if quick else repeats}
             tasks.append(Task("eval", setup, h, w, b, data=str(data[f"eval_{h}x{w}"]),
-                              model=model, key=f"{setup}_eval_{h}x{w}"))
+                              model=model, options=options, key=f"{setup}_eval_{h}x{w}"))
         tasks.append(Task("latency", setup, 480, 640, 1, model=model, warmup=2,
                           steps=3 if quick else 7, key=f"{setup}_latency_480x640"))
+    tasks.append(Task("eval", "tuned", 192, 256, 4, data=str(data["eval_192x256"]), model=model,
+                      options={"images": 4 if quick else 64, "repeats": 2 if quick else repeats,
+                               "fold_bn": False}, key="unfolded_eval_192x256"))
+    tasks.append(Task("latency", "tuned", 480, 640, 1, model=model, warmup=2,
+                      steps=3 if quick else 7, options={"fold_bn": False},
+                      key="unfolded_latency_480x640"))
     for label, limit in (("N", n), ("4N", 4 * n)):
         tasks.append(Task("train", "tuned", 192, 256, 4, data=big, model=model, limit=limit,
                           epochs=1, warmup=2, key=f"scaling_{label}"))
@@ -469,43 +210,97 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "") -> lis
     groups: dict[str, list[Task]] = {}
     for t in tasks:
         group = "misc" if t.kind not in ("train", "pipeline", "eval", "latency") else \
-            t.setup + ("-feed" if t.epochs or t.kind == "pipeline" else "")
+            t.setup + ("-feed" if t.epochs or t.kind == "pipeline" else "") + \
+            ("-remat" if t.options.get("remat") else "")
         groups.setdefault(group, []).append(t)
     return list(groups.values())
 
 
+def roof(raw: dict, result: dict, kind: str, dtype: str) -> float | None:
+    """The GEMM or conv roof (GFLOP/s) measured in the same run as `result`, or None."""
+    measured = raw.get("gemm" if kind == "gemm" else "convroof")
+    if not measured or measured.get("run") != result.get("run"):
+        return None
+    return measured[dtype] if kind == "gemm" else measured[f"gflops_{dtype}"]
+
+
+def add_fractions(out: dict, raw: dict, prefix: str, result: dict, gflops: float,
+                  policy: str) -> None:
+    """`<prefix>_of_gemm_roof` and `<prefix>_of_conv_roof`: achieved GFLOP/s over the roofs
+    of the same run in the setup's compute precision."""
+    dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
+    for kind in ("gemm", "conv"):
+        measured = roof(raw, result, kind, dtype)
+        if measured:
+            out[f"{prefix}_of_{kind}_roof"] = gflops / measured
+
+
 def summarize(raw: dict, model: dict, quick: bool) -> dict:
-    """The flat JSON: required keys, GFLOP/s, ratios against the book and the plain setup
-    (keys whose measurement was not run, see --only, are left out)."""
+    """The flat JSON: required keys, GFLOP/s, fractions of the roofs, ratios against the book
+    and the plain setup (keys whose measurement was not run, see --only, are left out)."""
     out = {"quick": quick, "model": model, "machine": machine(),
-           "gemm_gflops_now": raw.get("gemm"), "setups": {k: asdict(v) for k, v in SETUPS.items()}}
+           "gemm_gflops_now": raw.get("gemm"), "conv_gflops_now": raw.get("convroof"),
+           "setups": {k: asdict(v) for k, v in SETUPS.items()}, "variants": VARIANTS}
     for size in ("192x256", "352x480", "480x640"):
         if f"flops_{size}" in raw:
             out[f"forward_gflop_{size}"] = raw[f"flops_{size}"]["gflop"]
             out["tconv_flop_share"] = raw[f"flops_{size}"]["tconv_share"]
-    for setup in ("tuned", "float32", "plain", "xla"):
+    for setup in ("tuned", "float32", "plain", "xla", "remat"):
         prefix = "" if setup == "tuned" else f"{setup}_"
+        policy = SETUPS["tuned" if setup == "remat" else setup].policy
         for size in ("192x256", "352x480", "480x640"):
             result = raw.get(f"{setup}_train_{size}")
-            if result is None or f"forward_gflop_{size}" not in out:
+            if result is None:
+                continue
+            out[f"{prefix}train_img_s_{size}"] = result["img_s"]
+            out[f"{prefix}peak_rss_mb_train_{size}"] = result["peak_rss_mb"]
+            if f"forward_gflop_{size}" not in out:   # FLOPs not counted (see --only)
                 continue
             gflops = 3 * out[f"forward_gflop_{size}"] * result["img_s"]
-            out[f"{prefix}train_img_s_{size}"] = result["img_s"]
             out[f"{prefix}train_gflops_{size}"] = gflops
-            out[f"{prefix}peak_rss_mb_train_{size}"] = result["peak_rss_mb"]
-            peak = PEAK_GFLOPS[SETUPS[setup].policy]
-            out[f"{prefix}train_peak_fraction_{size}"] = gflops / peak
-    for setup in ("tuned", "float32", "plain"):
+            out[f"{prefix}train_peak_fraction_{size}"] = gflops / PEAK_GFLOPS[policy]
+            add_fractions(out, raw, f"{prefix}train_{size}", result, gflops, policy)
+    for size in ("192x256", "352x480"):
+        if "remat_train_img_s_" + size in out and f"train_img_s_{size}" in out:
+            out[f"remat_speed_cost_{size}"] = \
+                1 - out[f"remat_train_img_s_{size}"] / out[f"train_img_s_{size}"]
+            out[f"remat_peak_rss_ratio_{size}"] = \
+                out[f"remat_peak_rss_mb_train_{size}"] / out[f"peak_rss_mb_train_{size}"]
+    for name in VARIANTS:
+        result, flops = raw.get(f"{name}_train_192x256"), raw.get(f"flops_{name}_192x256")
+        if result is None:
+            continue
+        out.update({f"{name}_train_img_s_192x256": result["img_s"],
+                    f"{name}_peak_rss_mb_train_192x256": result["peak_rss_mb"]})
+        if flops is None:
+            continue
+        gflops = 3 * flops["gflop"] * result["img_s"]
+        out.update({f"{name}_forward_gflop_192x256": flops["gflop"],
+                    f"{name}_train_gflops_192x256": gflops})
+        add_fractions(out, raw, f"{name}_train_192x256", result, gflops,
+                      SETUPS["tuned"].policy)
+    for setup in ("tuned", "float32", "plain", "unfolded"):
         prefix = "" if setup == "tuned" else f"{setup}_"
+        policy = SETUPS["tuned" if setup == "unfolded" else setup].policy
         for size in ("192x256", "352x480"):
             result = raw.get(f"{setup}_eval_{size}")
-            if result:
-                out[f"{prefix}eval_img_s_{size}"] = result["img_s"]
-                if f"forward_gflop_{size}" in out:
-                    out[f"{prefix}eval_gflops_{size}"] = \
-                        out[f"forward_gflop_{size}"] * result["img_s"]
+            if not result:
+                continue
+            out[f"{prefix}eval_img_s_{size}"] = result["img_s"]
+            for extra in ("img_s_min", "img_s_max", "repeats", "images", "traces_warmup",
+                          "traces_total"):
+                if result.get(extra) is not None:
+                    out[f"{prefix}eval_{extra}_{size}"] = result[extra]
+            if f"forward_gflop_{size}" in out:
+                gflops = out[f"forward_gflop_{size}"] * result["img_s"]
+                out[f"{prefix}eval_gflops_{size}"] = gflops
+                add_fractions(out, raw, f"{prefix}eval_{size}", result, gflops, policy)
         if f"{setup}_latency_480x640" in raw:
-            out[f"{prefix}latency_ms_480x640"] = raw[f"{setup}_latency_480x640"]["ms"]
+            latency = raw[f"{setup}_latency_480x640"]
+            out[f"{prefix}latency_ms_480x640"] = latency["ms"]
+            for extra in ("ms_min", "ms_max"):
+                if extra in latency:
+                    out[f"{prefix}latency_{extra}_480x640"] = latency[extra]
     for setup in ("tuned", "plain"):
         if f"{setup}_pipeline_192x256" in raw:
             prefix = "" if setup == "tuned" else "plain_"
@@ -552,6 +347,9 @@ def add_ratios(out: dict) -> None:
     if "latency_ms_480x640" in out and "plain_latency_ms_480x640" in out:
         out["latency_480x640_speedup_vs_plain"] = \
             out["plain_latency_ms_480x640"] / out["latency_ms_480x640"]
+    if "latency_ms_480x640" in out and "unfolded_latency_ms_480x640" in out:
+        out["latency_480x640_speedup_fold_bn"] = \
+            out["unfolded_latency_ms_480x640"] / out["latency_ms_480x640"]
     if "mask_bytes_per_img" in out:
         out["mask_bytes_vs_book_npy"] = out["mask_bytes_per_img"] / out["book_npy_bytes_per_img"]
 
@@ -582,7 +380,15 @@ def format_table(out: dict) -> str:
                 "train_mpixel_s_192x256", "train_mpixel_s_352x480", "train_mpixel_s_480x640",
                 "pipeline_img_s_192x256", "pipeline_load_192x256", "plain_pipeline_load_192x256",
                 "epoch_s_N", "epoch_s_4N", "epoch_time_ratio_4N_over_N", "peak_rss_mb_N",
-                "peak_rss_mb_4N", "peak_rss_ratio_4N_over_N"):
+                "peak_rss_mb_4N", "peak_rss_ratio_4N_over_N", "unfolded_latency_ms_480x640",
+                "latency_480x640_speedup_fold_bn", "unfolded_eval_img_s_192x256",
+                "eval_traces_total_192x256", "eval_traces_total_352x480",
+                "remat_train_img_s_192x256", "remat_train_img_s_352x480",
+                "remat_speed_cost_192x256", "remat_speed_cost_352x480",
+                "remat_peak_rss_ratio_192x256", "remat_peak_rss_ratio_352x480") + tuple(
+                    k for k in out if k.endswith(("_of_gemm_roof", "_of_conv_roof")) or
+                    any(k == f"{v}_train_img_s_192x256" or k == f"{v}_peak_rss_mb_train_192x256"
+                        for v in VARIANTS)):
         if key in out:
             rows.append((key, f"{out[key]:.3g}", "-", "-", "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -597,34 +403,54 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="folder for the generated data (default: a temp folder)")
     p.add_argument("--only", default="",
                    help="run only the tasks whose key contains one of these comma-separated "
-                   "strings (e.g. tuned_train,plain_train); keys left out are missing")
+                   "strings (e.g. tuned_train,plain_train); the other results of an existing "
+                   "--out file are kept")
+    p.add_argument("--eval-repeats", type=int, default=3,
+                   help="timed passes per evaluation measurement (the median is reported)")
     p.add_argument("--threads", default="0,0",
                    help="INTRA,INTER op threads for the tuned and float32 setups (0: TF's choice)")
     for flag, key in (("--n", "n"), ("--layers", "layers_"), ("--head-filters", "head_filters"),
                       ("--pyramid-filters", "pyramid_filters")):
         p.add_argument(flag, type=int, dest=key,
                        help=f"model override (book: {BOOK_MODEL[key]}; --quick: {QUICK_MODEL[key]})")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
+
+
+def merge(path: Path | None, raw: dict) -> tuple[dict, dict]:
+    """The raw results of the `--out` file already there (if any) updated by this run's, and
+    that file's other figures (those of a file written before raw results were kept)."""
+    if path is None or not path.is_file():
+        return raw, {}
+    previous = json.loads(path.read_text())
+    return {**previous.get("raw", {}), **raw}, previous
 
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    threads = tuple(int(v) for v in args.threads.split(","))
-    for name in ("tuned", "float32"):
-        SETUPS[name].threads = threads
-    if args.worker:
-        worker([Task(**t) for t in json.loads(args.worker)])
-        return 0
     model = dict(QUICK_MODEL if args.quick else BOOK_MODEL)
     model.update({k: getattr(args, k) for k in BOOK_MODEL if getattr(args, k) is not None})
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    run_id = time.strftime("%Y-%m-%dT%H:%M:%S")
+    out_path = Path(args.out) if args.out else None
+    raw = {}
+
+    def write():
+        """The JSON so far (after each measurement: a run cut short keeps what it measured)."""
+        for result in raw.values():
+            result["run"] = run_id
+        merged, previous = merge(out_path, raw)
+        previous.pop("raw", None)
+        out = {**previous, **summarize(merged, model, args.quick), "raw": merged}
+        if out_path:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(out, indent=2) + "\n")
+        return out
+
     with tempfile.TemporaryDirectory(prefix="fcn-bench-") as tmp:
         root = Path(args.workdir or tmp)
         log(f"data in {root}")
         data = make_data(root, args.quick, log)
-        raw = {}
-        groups = plan(args.quick, data, model, args.only)
+        groups = plan(args.quick, data, model, args.only, args.eval_repeats)
         if args.quick:   # a smoke run: the setups' processes side by side, timings meaningless
             with ThreadPoolExecutor(len(groups)) as pool:
                 for result in pool.map(lambda g: spawn(g, args.threads, log), groups):
@@ -632,12 +458,11 @@ def main(argv=None) -> int:
         else:
             for group in groups:
                 raw.update(spawn(group, args.threads, log))
-    out = summarize(raw, model, args.quick)
+                write()
+    out = write()
     print(format_table(out))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-        log(f"results: {args.out}")
+    if out_path:
+        log(f"results: {out_path}")
     return 0
 
 

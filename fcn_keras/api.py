@@ -31,16 +31,22 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 class Segmenter:
-    """A segmentation model with its classes and inference options (tiling, TTA)."""
+    """A segmentation model with its classes and inference options (tiling, TTA).
+
+    `fold_bn=True` predicts with the batch norms folded into their convolutions (faster, the
+    same probabilities to float rounding; the fold copies the weights as they are now, so
+    set it only for a model that is not trained further). The CLI's `--image-file` does so.
+    """
 
     def __init__(self, model, classes, tta: str = "none", tile: tuple[int, int] | None = None,
-                 tta_scales=None, channels: int = 3):
+                 tta_scales=None, channels: int = 3, fold_bn: bool = False):
         from fcn_keras.predict import DEFAULT_TTA_SCALES, Predictor
         self.model = model
         self.classes = classes
         self.channels = channels
         self.predictor = Predictor(model, tta=tta, tile=tile,
-                                   scales=tuple(tta_scales or DEFAULT_TTA_SCALES))
+                                   scales=tuple(tta_scales or DEFAULT_TTA_SCALES),
+                                   fold_bn=fold_bn)
 
     # loading ---------------------------------------------------------------------------------
     @classmethod

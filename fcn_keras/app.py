@@ -59,6 +59,9 @@ class FCN:
                                                     **config.model_options())
         if config.sync_bn:
             distributed.synchronize_batch_norm(self.model)
+        if config.remat and config.train:
+            from fcn_keras.remat import enable_remat
+            enable_remat(self.model)
         if config.train and config.auto_crop:
             self.config = config = self._crop_for_the_data(config)
         check_training_size(config, padding_multiple(self.model))
@@ -327,7 +330,8 @@ class FCN:
         split = c.split or ("test" if "test" in self.dataset.splits and
                             self.dataset.splits["test"] else "val")
         generator = self.generator(split, training=False)
-        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales)
+        predictor = Predictor(self.model, tta=c.tta, tile=c.tile, scales=c.tta_scales,
+                              fold_bn=c.fold_bn)
         worst = WorstImages(c.worst if c.plot or c.html else 0)
         start = time.time()
         metrics = self._score(predictor, generator.dataset(), worst)
@@ -375,7 +379,7 @@ class FCN:
         c = self.config
         files, root = image_files_and_root(target)
         segmenter = Segmenter(self.model, self.classes, tta=c.tta, tile=c.tile,
-                              tta_scales=c.tta_scales, channels=c.channels)
+                              tta_scales=c.tta_scales, channels=c.channels, fold_bn=c.fold_bn)
         project = segmenter.via_project(root, attribute=c.attribute, tolerance=c.via_tolerance,
                                         min_area=c.via_min_area) if c.via_out else None
         out = Path(c.output_dir)

@@ -81,6 +81,8 @@ class Config:
     time_limit: float | None = None
     mixed_precision: bool | None = None   # None: auto (where the hardware runs it natively)
     jit: bool = False
+    remat: bool = False
+    fold_bn: bool = True
     save_dir: str = "weights"
     restore_weights: str | None = None
     # evaluation / prediction
@@ -288,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "weights; default: on where the hardware computes it natively (CPU with "
                        "AVX512-BF16 or AMX, GPU of compute capability 7.0+), else off")
     train.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    train.add_argument("--remat", action="store_true",
+                       help="recompute the backbone's activations in the backward pass instead "
+                       "of keeping them (less memory, one more backbone forward per step; same "
+                       "weights file and results)")
 
     ev = p.add_argument_group("evaluation and prediction")
     ev.add_argument("--split", help="split to evaluate (default: test, else val)")
@@ -301,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "ms-flip also does so at --tta-scales")
     ev.add_argument("--tta-scales", type=_scales,
                     help="image scales for --tta ms-flip, e.g. 0.5,0.75,1,1.25,1.5")
+    ev.add_argument("--fold-bn", action=argparse.BooleanOptionalAction,
+                    help="evaluate and predict with the batch norms folded into their "
+                    "convolutions (same results to float rounding; --no-fold-bn: as trained)")
     ev.add_argument("--worst", type=int,
                     help="with --plot or --html: the N worst images")
     ev.add_argument("--via-out", metavar="FILE.json",

@@ -10,6 +10,8 @@ import numpy as np
 import keras
 from keras import layers, ops
 
+from fcn_keras.remat import recomputing
+
 
 def conv_layer(inputs, filters=32, kernel_size=3, strides=1, use_maxpool=True, postfix=None,
                activation=None):
@@ -125,13 +127,16 @@ class BatchNormalization(layers.BatchNormalization):
 
         x = tf.cast(inputs, "float32") if inputs.dtype == tf.float16 else inputs
         gamma, beta = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
-        if training and self.trainable:
+        if training and self.trainable:   # (a rematerialised pass, see remat.py, keeps the
+            # moving statistics: the forward pass already updated them)
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 x, gamma, beta, epsilon=self.epsilon, is_training=True)
             # the fused kernel returns the unbiased variance; Keras averages the biased one
             count = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
             variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
             momentum = self.momentum
+            if recomputing():
+                return tf.cast(outputs, self.compute_dtype)
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
             self.moving_variance.assign(self.moving_variance * momentum +
                                         variance * (1.0 - momentum))

@@ -4,13 +4,19 @@ several scales each with its flip (`ms-flip`, as DeepLab and PSPNet evaluate).
 
 The model already takes any size (it pads to its stride and crops back), so whole-image
 prediction needs no resizing. Tiling is for images too large to fit in memory at once.
+
+The inference function is traced once for every batch size, height and width (an input
+signature with all three unknown), so a split of many image sizes (VOC) or a short last batch
+does not trace the model again; `Predictor.traces` counts the traces. With `fold_bn=True`
+the batch norms are folded into their convolutions (`fcn_keras.fold`) in a copy of the
+model taken when the Predictor is made: use it for a fixed set of weights (evaluation,
+prediction), not for a model still training.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-
 
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
 
@@ -20,19 +26,26 @@ class Predictor:
 
     def __init__(self, model, tta: str = "none", tile: tuple[int, int] | None = None,
                  overlap: float = 1 / 3, jit: bool = False,
-                 scales: tuple[float, ...] = DEFAULT_TTA_SCALES):
+                 scales: tuple[float, ...] = DEFAULT_TTA_SCALES, fold_bn: bool = False):
         self.model = model
         self.tta = tta
         self.scales = tuple(scales) if tta == "ms-flip" else (1.0,)
         self.tile = tile
         self.overlap = overlap
         self.multiple = padding_multiple(model)
-        # One trace per padded size: Keras' bilinear UpSampling2D needs static sizes, and
-        # padding here to the model's own stride changes nothing in the result.
-        self._probs = tf.function(self._probabilities, jit_compile=jit)
+        if fold_bn:
+            from fcn_keras.fold import fold_batch_norm
+            self.network = fold_batch_norm(model)
+        else:
+            self.network = model
+        self.traces = 0
+        channels = model.input_shape[-1]
+        spec = tf.TensorSpec((None, None, None, channels), tf.float32)
+        self._probs = tf.function(self._probabilities, jit_compile=jit, input_signature=[spec])
 
     def _probabilities(self, images):
-        return tf.cast(self.model(images, training=False), tf.float32)
+        self.traces += 1    # Python runs only while tracing
+        return tf.cast(self.network(images, training=False), tf.float32)
 
     def probabilities(self, images) -> np.ndarray:
         """Per-pixel class probabilities for a float32 [0, 1] batch (N, H, W, C)."""

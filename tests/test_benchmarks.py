@@ -15,7 +15,12 @@ REQUIRED = ("train_img_s_192x256", "train_img_s_352x480", "eval_img_s_192x256",
             "peak_rss_mb_train_352x480", "converter_ms_per_img", "mask_bytes_per_img")
 ALSO = ("train_gflops_192x256", "forward_gflop_480x640", "plain_train_img_s_192x256",
         "train_img_s_192x256_vs_plain", "train_img_s_192x256_vs_book", "epoch_s_N", "epoch_s_4N",
-        "peak_rss_mb_N", "peak_rss_mb_4N", "book_npy_bytes_per_img")
+        "peak_rss_mb_N", "peak_rss_mb_4N", "book_npy_bytes_per_img",
+        "train_192x256_of_gemm_roof", "train_192x256_of_conv_roof", "eval_192x256_of_conv_roof",
+        "remat_train_img_s_192x256", "remat_peak_rss_mb_train_352x480",
+        "camvid_train_img_s_192x256",
+        "quick_train_gflops_192x256", "fcn32s_train_192x256_of_gemm_roof",
+        "eval_traces_total_192x256", "unfolded_latency_ms_480x640", "eval_img_s_min_192x256")
 
 
 @pytest.mark.slow
@@ -34,3 +39,29 @@ def test_quick_benchmark_writes_every_key(tmp_path):
         assert isinstance(results[key], (int, float)) and results[key] > 0, (key, results[key])
     assert results["quick"] is True
     assert "train_img_s_192x256" in proc.stdout          # the table
+    assert results["eval_traces_total_192x256"] == 1     # no retrace in the timed passes
+
+
+def _run(tmp_path, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
+                           "--workdir", str(tmp_path / "data"), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_only_keeps_the_results_of_earlier_runs(tmp_path):
+    """`--only` merges into an existing --out file: what an earlier run measured stays, what
+    this run measured is added, each raw result tagged with its run."""
+    out = tmp_path / "merged.json"
+    _run(tmp_path, "--only", "gemm", "--out", str(out))
+    first = json.loads(out.read_text())
+    assert first["gemm_gflops_now"]["bfloat16"] > 0
+    assert first.get("conv_gflops_now") is None
+    _run(tmp_path, "--only", "convroof", "--out", str(out))
+    merged = json.loads(out.read_text())
+    assert merged["gemm_gflops_now"]["bfloat16"] == first["gemm_gflops_now"]["bfloat16"]
+    assert merged["conv_gflops_now"]["gflops_bfloat16"] > 0
+    assert set(merged["raw"]) == {"gemm", "convroof"}
+    assert merged["raw"]["gemm"]["run"] == first["raw"]["gemm"]["run"]

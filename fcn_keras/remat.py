@@ -1,0 +1,95 @@
+"""Training with less memory: the backbone's activations are recomputed in the backward pass
+instead of being kept from the forward pass (gradient checkpointing, `--remat`).
+
+Keras' own `keras.RematScope` / `keras.remat` wrap each layer in `tf.recompute_grad`. Two
+things make that unfit here: a layer-sized segment saves nothing in Conv-BN-ReLU chains (each
+layer's input must be kept either way, and that is all a convolution, a fused batch norm or a
+ReLU keeps), and a recomputed batch norm would update its moving statistics a second time.
+`enable_remat` instead makes the whole backbone (the nested `keras.Model` of the pyramid
+features) one segment: its forward pass keeps only its input and its outputs, and the
+backward pass runs it again under `recomputing()`, which this package's `BatchNormalization`
+reads to leave the moving statistics alone. The model's layers, weights and results are
+unchanged (the weights file layout is the same with or without the flag); the price is one
+more forward pass of the backbone per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+_STATE = threading.local()
+RECOMPUTED = {"traces": 0}   # recomputations built (gradient traces through a segment)
+
+
+def recomputing() -> bool:
+    """True while a rematerialised segment is being run again for its gradient."""
+    return getattr(_STATE, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def _recomputing():
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
+
+
+def recompute(call):
+    """`call(inputs, **kwargs)` whose activations are recomputed for the gradient."""
+    import tensorflow as tf
+
+    def wrapped(inputs, *args, **kwargs):
+        if args or not tf.is_tensor(inputs):
+            return call(inputs, *args, **kwargs)
+
+        @tf.custom_gradient
+        def segment(x):
+            outputs = call(x, **kwargs)
+
+            def grad(*upstream, variables=None):
+                variables = list(variables or [])
+                RECOMPUTED["traces"] += 1
+                # the recomputation waits for the upstream gradients, so the graph optimiser
+                # cannot merge it with the forward pass (which would keep its activations)
+                with tf.control_dependencies([g for g in upstream if g is not None]):
+                    x_again = tf.identity(x)
+                with _recomputing(), tf.GradientTape() as tape:
+                    tape.watch(x_again)
+                    again = tf.nest.flatten(call(x_again, **kwargs))
+                grads = tape.gradient(again, [x_again] + variables,
+                                      output_gradients=list(upstream),
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return grads[0], grads[1:]
+            return outputs, grad
+        return segment(inputs)
+    return wrapped
+
+
+def _backbones(model) -> list:
+    """The innermost nested models of `model` (the backbone of every architecture here)."""
+    import keras
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = _backbones(layer)
+            found.extend(inner or [layer])
+    return found
+
+
+class _Remat:
+    mode = "fcn_keras.backbone"
+
+
+def enable_remat(model) -> list[str]:
+    """Make each backbone of `model` a rematerialised segment (takes effect at the next trace);
+    returns their names."""
+    names = []
+    for backbone in _backbones(model):
+        # Layer.__call__ routes through `rematerialized_call` when `_remat_mode` is set
+        object.__setattr__(backbone, "_remat_mode", _Remat())
+        object.__setattr__(backbone, "rematerialized_call",
+                           lambda layer_call, *a, **k: recompute(layer_call))
+        names.append(backbone.name)
+    return names

@@ -1,0 +1,67 @@
+"""Batch norm folded into the preceding convolution (`fcn_keras.fold`) gives the unfolded
+model's outputs, and the inference function traces once for images of any size."""
+
+import keras
+import numpy as np
+import pytest
+
+from fcn_keras.fold import count_batch_norms, fold_batch_norm
+from fcn_keras.models import build_model
+from fcn_keras.predict import Predictor
+
+MODEL = dict(n=1, layers_=3, head_filters=8, pyramid_filters=16)
+
+
+def _model(arch, **extra):
+    keras.utils.set_random_seed(1)
+    model, _ = build_model(arch, 4, **MODEL, **extra)
+    rng = np.random.default_rng(0)   # batch norms that do something: statistics far from 0/1
+    for w in model.weights:
+        if w.path.endswith(("moving_variance", "gamma")):
+            w.assign(rng.uniform(0.5, 2.0, w.shape))
+        elif w.path.endswith(("moving_mean", "beta")):
+            w.assign(rng.normal(0.0, 0.5, w.shape))
+    return model
+
+
+@pytest.mark.parametrize("arch,extra", [("fcn", {}), ("fcn8s", {}), ("fcn32s", {}),
+                                        ("fcn4s", dict(context="aspp", pyramid_blocks=1)),
+                                        ("fcn4s", dict(downsample=2))])
+def test_folded_model_matches_the_unfolded_one(arch, extra):
+    model = _model(arch, **extra)
+    folded = fold_batch_norm(model)
+    assert count_batch_norms(folded) < count_batch_norms(model)
+    x = np.random.default_rng(2).random((2, 70, 90, 3), np.float32)
+    expected = model(x, training=False).numpy()
+    got = folded(x, training=False).numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
+    # the original keeps its batch norms and weights
+    np.testing.assert_array_equal(model(x, training=False).numpy(), expected)
+
+
+def test_predictor_folds_and_traces_once_for_many_sizes():
+    model = _model("fcn4s", context="aspp", pyramid_blocks=1)
+    plain, folded = Predictor(model), Predictor(model, fold_bn=True)
+    rng = np.random.default_rng(3)
+    for shape in ((2, 64, 96), (1, 50, 70), (3, 97, 33), (1, 64, 96)):
+        x = rng.random((*shape, 3), np.float32)
+        p = plain.probabilities(x)
+        assert p.shape == (*shape, 4)
+        np.testing.assert_allclose(folded.probabilities(x), p, atol=2e-4, rtol=1e-3)
+    assert plain.traces == 1 and folded.traces == 1
+
+
+def test_evaluating_a_split_of_three_sizes_traces_once():
+    import tensorflow as tf
+
+    from fcn_keras.evaluate import score_split
+    model = _model("fcn")
+    predictor = Predictor(model, fold_bn=True)
+    rng = np.random.default_rng(4)
+    batches = [(tf.constant(rng.random((n, h, w, 3), np.float32)),
+                tf.constant(rng.integers(0, 4, (n, h, w, 1)).astype(np.int32)))
+               for n, h, w in ((2, 48, 64), (2, 61, 45), (1, 80, 100), (1, 48, 64))]
+    metrics = score_split(predictor, batches, 4, 255)
+    assert metrics["n_images"] == 6
+    assert predictor.traces == 1

@@ -1,0 +1,64 @@
+"""`--remat` (fcn_keras.remat): the backbone recomputed in the backward pass gives the same
+training as keeping its activations, and the weights file layout does not change."""
+
+import keras
+import numpy as np
+import pytest
+
+from fcn_keras import remat as remat_module
+from fcn_keras.losses import SegmentationLoss
+from fcn_keras.models import build_model
+from fcn_keras.remat import enable_remat
+
+MODEL = dict(n=1, layers_=3, head_filters=8, pyramid_filters=16)
+
+
+def _model(remat: bool, arch="fcn", **extra):
+    keras.utils.set_random_seed(3)
+    model, _ = build_model(arch, 3, **MODEL, **extra)
+    if remat:
+        assert enable_remat(model)
+    return model
+
+
+def _train(model, steps=3):
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 64, 64, 3), np.float32)
+    y = rng.integers(0, 3, (2, 64, 64, 1)).astype("int32")
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                  loss=SegmentationLoss(3))
+    history = model.fit(x, y, batch_size=2, epochs=steps, verbose=0, shuffle=False)
+    return history.history["loss"], [w.numpy() for w in model.weights]
+
+
+@pytest.mark.parametrize("arch,extra", [("fcn", {}),
+                                        ("fcn4s", dict(context="aspp", pyramid_blocks=1))])
+def test_remat_trains_the_same(arch, extra):
+    plain, remat = _model(False, arch, **extra), _model(True, arch, **extra)
+    for a, b in zip(plain.weights, remat.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    before = remat_module.RECOMPUTED["traces"]
+    loss_plain, weights_plain = _train(plain)
+    assert remat_module.RECOMPUTED["traces"] == before
+    loss_remat, weights_remat = _train(remat)
+    assert remat_module.RECOMPUTED["traces"] > before   # the backbone was recomputed
+    np.testing.assert_allclose(loss_remat, loss_plain, rtol=1e-4)
+    moved = 0
+    for w, a, b in zip(plain.weights, weights_plain, weights_remat):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=w.path)
+        moved += "moving_mean" in w.path and not np.allclose(a, 0)
+    assert moved   # the batch norms' statistics were updated (once: they match)
+
+
+def test_weight_files_interchange_with_and_without_remat(tmp_path):
+    plain, remat = _model(False), _model(True)
+    _train(remat, steps=1)
+    remat.save_weights(tmp_path / "remat.weights.h5")
+    plain.load_weights(tmp_path / "remat.weights.h5")
+    for a, b in zip(plain.weights, remat.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    plain.save_weights(tmp_path / "plain.weights.h5")
+    other = _model(True)
+    other.load_weights(tmp_path / "plain.weights.h5")
+    for a, b in zip(plain.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
