@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="also Python's peak (slower)")
     args = parser.parse_args()
     from fcn_keras.convert import convert_via
-    from fcn_keras.errors import DataError
     from fcn_keras.datasets import load_dataset
+    from fcn_keras.errors import DataError
 
     folder, via = args.folder / f"folder-{args.entries}", args.folder / f"via-{args.entries}"
     if not folder.exists():

@@ -412,7 +412,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     for flag, key in (("--n", "n"), ("--layers", "layers_"), ("--head-filters", "head_filters"),
                       ("--pyramid-filters", "pyramid_filters")):
         p.add_argument(flag, type=int, dest=key,
-                       help=f"model override (book: {BOOK_MODEL[key]}; --quick: {QUICK_MODEL[key]})")
+                       help=f"model override (book: {BOOK_MODEL[key]}; "
+                       f"--quick: {QUICK_MODEL[key]})")
     return p
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -14,10 +13,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fcn_keras import distributed, fault_injection, visualize
 from fcn_keras.api import Segmenter, image_files  # noqa: F401 (image_files: app's API)
-from fcn_keras.callbacks import (AccuracyCallback, History, InterruptGuard, NanGuard,
-                                 PaceReport, TimeLimit, TrainingInterrupted, TrainingState,
-                                 make_schedule)
+from fcn_keras.callbacks import (
+    AccuracyCallback,
+    History,
+    InterruptGuard,
+    NanGuard,
+    PaceReport,
+    TimeLimit,
+    TrainingInterrupted,
+    TrainingState,
+    make_schedule,
+)
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import Config, check_training_size, resolve_weights_path
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
@@ -32,7 +40,6 @@ from fcn_keras.runlock import SaveDirLock
 from fcn_keras.sidecar import beside, write_settings
 from fcn_keras.strategy import choose_strategy, is_chief, strategy_name
 from fcn_keras.watchdog import Watchdog
-from fcn_keras import distributed, fault_injection, visualize
 
 
 def log(config: Config, message: str, level: int = 1) -> None:

@@ -78,7 +78,8 @@ class ClassInfo:
             raise DataError(f"{path}: classes file not found") from None
         except (OSError, ValueError, RecursionError) as exc:   # bad UTF-8 or JSON
             raise DataError(f"{path}: not a readable JSON classes file ({exc})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("names"), list) or not data["names"]:
+        names = data.get("names") if isinstance(data, dict) else None
+        if not isinstance(names, list) or not names:
             raise DataError(f"{path}: expected {{\"names\": [...], \"colors\": [...]}} "
                             "with at least one class name")
         names = [str(n) for n in data["names"]]

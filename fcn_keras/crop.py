@@ -62,7 +62,7 @@ def suggest_crop(sizes, downsample: int = 1) -> tuple[int, int]:
     256 F a side, so the network itself sees at most 256 positions a side, as without F, but
     each crop holds the whole scene (drinks: whole 224x320 images beat 128x160 crops, test
     mIoU 0.508 against 0.491 in the same 7.5 minutes)."""
-    from fcn_keras.models import NETWORK_STRIDE as STRIDE   # imports Keras: only when asked
+    from fcn_keras.models import NETWORK_STRIDE as STRIDE  # imports Keras: only when asked
     height, width = median_size(sizes)
     if downsample > 1:
         scale = min(1.0, LARGEST * downsample / max(height, width))

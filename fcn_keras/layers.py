@@ -6,8 +6,8 @@ All layers use `keras.layers` / `keras.ops` only, so models run on any Keras 3 b
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers, ops
 
 from fcn_keras.remat import recomputing

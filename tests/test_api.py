@@ -6,13 +6,13 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from helpers import ROOT, make_folder_dataset  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import fcn_keras  # noqa: E402
 from fcn_keras.app import FCN  # noqa: E402
 from fcn_keras.config import parse_args  # noqa: E402
 from fcn_keras.errors import ConfigError, DataError  # noqa: E402
-from helpers import ROOT, make_folder_dataset  # noqa: E402
 
 MODEL = ["--arch", "fcn8s", "--n", "1", "--pyramid-filters", "8", "--downsample", "2"]
 

@@ -19,18 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_folder_dataset
 from PIL import Image
 
 from fcn_keras import cli
+from fcn_keras.annotations.convert import convert_via
 from fcn_keras.classes import ClassInfo
 from fcn_keras.config import parse_args
-from fcn_keras.annotations.convert import convert_via
+from fcn_keras.datasets import load_dataset
 from fcn_keras.errors import ConfigError, DataError, FCNError, OutputError
 from fcn_keras.evaluate import write_report
-from fcn_keras.datasets import load_dataset
 from fcn_keras.io_utils import atomic_write_text, check_image, read_index_mask
-from fcn_keras.annotations.via import load_via
-from helpers import make_folder_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FCN_PY = ROOT / "fcn.py"
@@ -385,6 +384,7 @@ def test_bad_image_in_via_annotations_is_refused(via_folder, make, name, fragmen
 ])
 def test_odd_image_modes_work_as_rgb(tmp_path, mode, fmt, name, expected):
     import tensorflow as tf
+
     from fcn_keras.pipeline import load_image
 
     root = small_dataset(tmp_path / "data")
@@ -624,7 +624,8 @@ def test_class_weights_file_must_hold_finite_weights(tmp_path):
 
 @pytest.mark.parametrize("argv, fragment", [
     pytest.param([], "nothing to do", id="cli-nothing-to-do"),
-    pytest.param(["--evaluate"], "--evaluate needs --restore-weights", id="cli-evaluate-no-weights"),
+    pytest.param(["--evaluate"], "--evaluate needs --restore-weights",
+                 id="cli-evaluate-no-weights"),
     pytest.param(["--image-file", "x.jpg", "--train"], "--image-file needs --evaluate",
                  id="cli-image-file-without-evaluate"),
     pytest.param(["--resume", "--summary"], "--resume only applies to --train",

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fcn_keras.classes import ClassInfo
 from fcn_keras.annotations.convert import convert_via
+from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import write_index_png
 

@@ -2,10 +2,10 @@
 the 320x240 sample to the book's 480x640), and after the first epoch how long the run will take."""
 
 import pytest
+from helpers import make_folder_dataset
 
 from fcn_keras.callbacks import PaceReport, human_duration, pace_message
 from fcn_keras.crop import fit_crop, median_size
-from helpers import make_folder_dataset
 
 
 def test_the_crop_is_the_median_image_rounded_up_to_the_stride():

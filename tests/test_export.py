@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from helpers import ROOT  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fcn_keras import Segmenter  # noqa: E402
@@ -14,7 +15,6 @@ from fcn_keras.config import parse_args  # noqa: E402
 from fcn_keras.errors import DataError  # noqa: E402
 from fcn_keras.export import export_model, load_export  # noqa: E402
 from fcn_keras.metrics import ConfusionMatrix  # noqa: E402
-from helpers import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from fcn_keras.losses import (SegmentationLoss, load_class_weights,  # noqa: E402
-                              median_frequency_weights)
+from fcn_keras.losses import SegmentationLoss, load_class_weights, median_frequency_weights  # noqa: E402
 
 N_CLASSES = 4
 IGNORE = 255

@@ -94,7 +94,7 @@ def test_same_seed_same_bytes(generator, dataset, tmp_path):
 
 def test_visible_parts_do_not_overlap(generator):
     """Occluded drinks are annotated by their visible part, so regions tile without overlap."""
-    from sample_dataset.scene import render_scene   # the script's package, on sys.path now
+    from sample_dataset.scene import render_scene  # the script's package, on sys.path now
     for index in range(3):
         _, regions = render_scene(np.random.default_rng([7, index]), 240, 180)
         owner = np.zeros((180, 240), np.int32)

@@ -7,16 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from helpers import ROOT
 from PIL import Image
 
 from fcn_keras.classes import ClassInfo
-from fcn_keras.errors import ConfigError
 from fcn_keras.datasets import load_dataset
-from helpers import ROOT
+from fcn_keras.errors import ConfigError
 
 USER_ORDER = "tahu goreng,piring,roti tawar"          # not the sorted order
 SORTED_ORDER = "piring,roti tawar,tahu goreng"
-BOXES = {"piring": ([2, 20, 20, 2], [2, 2, 14, 14]), "roti tawar": ([24, 38, 38, 24], [4, 4, 12, 12]),
+BOXES = {"piring": ([2, 20, 20, 2], [2, 2, 14, 14]),
+         "roti tawar": ([24, 38, 38, 24], [4, 4, 12, 12]),
          "tahu goreng": ([8, 30, 30, 8], [16, 16, 22, 22])}
 
 

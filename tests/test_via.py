@@ -8,10 +8,17 @@ import pytest
 from skimage.draw import ellipse as sk_ellipse
 from skimage.draw import polygon as sk_polygon
 
-from fcn_keras.errors import DataError
-from fcn_keras.annotations.rasterize import (degenerate_reason, ellipse_footprint, paint_order,
-                                 polygon_footprint, rasterize, rect_footprint, region_area)
+from fcn_keras.annotations.rasterize import (
+    degenerate_reason,
+    ellipse_footprint,
+    paint_order,
+    polygon_footprint,
+    rasterize,
+    rect_footprint,
+    region_area,
+)
 from fcn_keras.annotations.via import Region, filename_problem, load_via, parse_via
+from fcn_keras.errors import DataError
 
 
 def region2(shape, name="1", key="name", **params):

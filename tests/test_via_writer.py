@@ -147,9 +147,10 @@ def test_an_image_outside_the_root_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     pytest.importorskip("tensorflow")
+    from helpers import make_folder_dataset
+
     from fcn_keras.app import FCN
     from fcn_keras.config import parse_args
-    from helpers import make_folder_dataset
     root = tmp_path_factory.mktemp("via_cli")
     data = make_folder_dataset(root / "data", n_train=4, n_val=1, n_test=1)
     FCN(parse_args(["--train", "--data-path", str(data), "--save-dir", str(root / "w"),

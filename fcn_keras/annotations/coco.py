@@ -17,8 +17,15 @@ contiguous indices and the order does not depend on how the file lists them; ``-
 from __future__ import annotations
 
 from fcn_keras.annotations import rle
-from fcn_keras.annotations.records import (AnnotatedImage, Annotations, Bad, Region, describe,
-                                            filename_problem, numbers)
+from fcn_keras.annotations.records import (
+    AnnotatedImage,
+    Annotations,
+    Bad,
+    Region,
+    describe,
+    filename_problem,
+    numbers,
+)
 
 
 def read(source, document) -> Annotations:

@@ -32,8 +32,12 @@ import numpy as np
 from PIL import Image
 
 from fcn_keras.annotations import read_source
-from fcn_keras.annotations.classes import (ClassMap, class_map_from_declared,
-                                           class_map_from_names, parse_classes)
+from fcn_keras.annotations.classes import (
+    ClassMap,
+    class_map_from_declared,
+    class_map_from_names,
+    parse_classes,
+)
 from fcn_keras.annotations.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate_reason, rasterize
 from fcn_keras.annotations.records import AnnotatedImage, Source, format_problems
 from fcn_keras.classes import ClassInfo

@@ -26,8 +26,15 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from fcn_keras.annotations import rle
-from fcn_keras.annotations.records import (AnnotatedImage, Annotations, Bad, Region,
-                                            filename_problem, number, split_name)
+from fcn_keras.annotations.records import (
+    AnnotatedImage,
+    Annotations,
+    Bad,
+    Region,
+    filename_problem,
+    number,
+    split_name,
+)
 
 SKIPPED = ("polyline", "points", "cuboid", "skeleton")
 

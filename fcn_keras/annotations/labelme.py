@@ -25,8 +25,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fcn_keras.annotations.records import (AnnotatedImage, Annotations, Bad, Region, describe,
-                                            inside_name, numbers, read_json, relative_folder)
+from fcn_keras.annotations.records import (
+    AnnotatedImage,
+    Annotations,
+    Bad,
+    Region,
+    describe,
+    inside_name,
+    numbers,
+    read_json,
+    relative_folder,
+)
 from fcn_keras.errors import DataError
 
 AREA_TYPES = {"polygon": "labelme_polygon", "rectangle": "labelme_rectangle",

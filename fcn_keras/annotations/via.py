@@ -31,9 +31,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from fcn_keras.annotations.records import (MAX_COORDINATE, AnnotatedImage, Annotations, Bad,
-                                            Region, describe, filename_problem, format_problems,
-                                            get_key, number, numbers, numeric_order, read_json)
+from fcn_keras.annotations.records import (
+    MAX_COORDINATE,
+    AnnotatedImage,
+    Annotations,
+    Bad,
+    Region,
+    describe,
+    filename_problem,
+    format_problems,
+    get_key,
+    number,
+    numbers,
+    numeric_order,
+    read_json,
+)
 from fcn_keras.errors import DataError
 
 CLASS_KEYS = ("Name", "name", "class", "label", "type", "category")

@@ -34,8 +34,13 @@ from pathlib import Path
 
 from fcn_keras.classes import parse_class_names
 from fcn_keras.datasets import annotated, camvid, folder, npy, via, voc
-from fcn_keras.datasets.base import (LoadOptions, Sample, SegmentationDataset, add_holdout,
-                                     mark_unlabelled_test)
+from fcn_keras.datasets.base import (
+    LoadOptions,
+    Sample,
+    SegmentationDataset,
+    add_holdout,
+    mark_unlabelled_test,
+)
 from fcn_keras.datasets.cache import CACHE_DIR
 from fcn_keras.datasets.checks import check_mask_values, validate_dataset
 from fcn_keras.errors import DataError

@@ -21,7 +21,7 @@ def detect(root: Path) -> str | None:
 
 
 def load(root: Path, options: LoadOptions, fmt: str) -> SegmentationDataset:
-    from fcn_keras.annotations import folders   # the readers load only for these layouts
+    from fcn_keras.annotations import folders  # the readers load only for these layouts
 
     inputs, images = folders.annotation_inputs(root, fmt)
     request = {"inputs": {str(p): folders.stamp(p) for p in inputs}, "classes": options.names,

@@ -10,8 +10,15 @@ import os
 from pathlib import Path, PurePosixPath
 
 from fcn_keras.classes import ClassInfo, camvid_classes
-from fcn_keras.datasets.base import (SPLITS, LoadOptions, Sample, SegmentationDataset,
-                                     read_list, renamed, safe_relative)
+from fcn_keras.datasets.base import (
+    SPLITS,
+    LoadOptions,
+    Sample,
+    SegmentationDataset,
+    read_list,
+    renamed,
+    safe_relative,
+)
 from fcn_keras.errors import DataError
 
 

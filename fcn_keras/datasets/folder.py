@@ -7,8 +7,15 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from fcn_keras.classes import ClassInfo
-from fcn_keras.datasets.base import (SPLITS, LoadOptions, Sample, SegmentationDataset,
-                                     read_list, renamed, safe_relative)
+from fcn_keras.datasets.base import (
+    SPLITS,
+    LoadOptions,
+    Sample,
+    SegmentationDataset,
+    read_list,
+    renamed,
+    safe_relative,
+)
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import IMAGE_SUFFIXES
 

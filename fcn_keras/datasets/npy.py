@@ -12,8 +12,15 @@ import numpy as np
 
 from fcn_keras.classes import IGNORE_INDEX, ClassInfo, voc_colormap
 from fcn_keras.datasets import cache
-from fcn_keras.datasets.base import (LoadOptions, Sample, SegmentationDataset, label_files,
-                                     label_name, renamed, safe_relative)
+from fcn_keras.datasets.base import (
+    LoadOptions,
+    Sample,
+    SegmentationDataset,
+    label_files,
+    label_name,
+    renamed,
+    safe_relative,
+)
 from fcn_keras.errors import DataError
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fcn_keras.classes import ClassInfo
-from fcn_keras.errors import ConfigError
 from fcn_keras.datasets import cache
 from fcn_keras.datasets.base import LoadOptions, SegmentationDataset, label_files, label_name
+from fcn_keras.errors import ConfigError
 
 MANIFEST = "via_manifest.json"
 

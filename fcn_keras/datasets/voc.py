@@ -16,8 +16,16 @@ import numpy as np
 from PIL import Image
 
 from fcn_keras.classes import IGNORE_INDEX, ClassInfo, voc_classes
-from fcn_keras.datasets.base import (SPLITS, LoadOptions, Sample, SegmentationDataset,
-                                     display, read_list, renamed, safe_relative)
+from fcn_keras.datasets.base import (
+    SPLITS,
+    LoadOptions,
+    Sample,
+    SegmentationDataset,
+    display,
+    read_list,
+    renamed,
+    safe_relative,
+)
 from fcn_keras.datasets.cache import CACHE_DIR, cache_dir, is_fresh, write_mask
 from fcn_keras.datasets.checks import problem_report
 from fcn_keras.errors import DataError

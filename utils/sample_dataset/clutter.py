@@ -7,10 +7,18 @@ from __future__ import annotations
 import numpy as np
 
 from .paints import ALL_PAINTS, jitter_paint, pick_paint
-from .shapes import (Spec, box_spec, build_revolve, cylinder_label, make_frame, make_sprite,
-                     profile_from, see_through, top_light)
+from .shapes import (
+    Spec,
+    box_spec,
+    build_revolve,
+    cylinder_label,
+    make_frame,
+    make_sprite,
+    profile_from,
+    see_through,
+    top_light,
+)
 from .textures import label_design, metal_env, periodic_noise, sample_texture
-
 
 COFFEE = np.array([0.18, 0.1, 0.05], np.float32)
 
@@ -189,9 +197,10 @@ def book_stack(rng, light):
     for _ in range(rng.integers(1, 4)):
         width, depth, thick = rng.uniform(13, 22), rng.uniform(17, 26), rng.uniform(1.2, 4.0)
         cover = pick_paint(rng, ALL_PAINTS)
-        pages = lambda x, y: np.where(((y / 0.12) % 1.0 < 0.5)[..., None],
-                                      np.float32(0.9), np.float32(0.8)) * np.array(
-                                          [1.0, 0.97, 0.88], np.float32)
+        def pages(x, y):
+            return np.where(((y / 0.12) % 1.0 < 0.5)[..., None], np.float32(0.9),
+                            np.float32(0.8)) * np.array([1.0, 0.97, 0.88], np.float32)
+
         faces = {"front": pages, "back": pages, "right": pages, "top": label_design(
             rng, cover, ALL_PAINTS, width, depth, None, "plain"),
             "left": label_design(rng, cover, ALL_PAINTS, depth, thick, None, "plain")}

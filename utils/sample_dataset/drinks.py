@@ -9,10 +9,16 @@ import math
 import numpy as np
 
 from .paints import BOTTLE_LABEL_PAINTS, CAP_PAINTS, JUICE_PAINTS, SODA_PAINTS, pick_paint
-from .shapes import (Spec, box_spec, build_revolve, cylinder_label, profile_from, see_through,
-                     top_light)
+from .shapes import (
+    Spec,
+    box_spec,
+    build_revolve,
+    cylinder_label,
+    profile_from,
+    see_through,
+    top_light,
+)
 from .textures import label_design, metal_env
-
 
 CLASS_NAMES = ["background", "water bottle", "soda can", "juice can"]
 CLASS_COLORS = [(0, 0, 0), (0, 114, 189), (217, 83, 25), (237, 177, 32)]

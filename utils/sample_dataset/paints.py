@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 PAINTS = {
     "red": (0.80, 0.06, 0.08), "dark red": (0.52, 0.04, 0.08), "blue": (0.08, 0.22, 0.66),
     "light blue": (0.45, 0.70, 0.92), "silver": (0.74, 0.75, 0.78), "green": (0.10, 0.55, 0.22),

@@ -15,7 +15,6 @@ from .camera import camera_effects, sample_camera, sample_light
 from .clutter import book_stack, fruit, glass, jar, mug, napkin, plate, printed_box, vase
 from .drinks import juice_can, soda_can, water_bottle
 
-
 POLYGON_TOLERANCE = 0.25  # pixels; the simplified outline stays this close to the traced one
 MIN_VISIBLE_FRACTION = 0.3
 MIN_DRINK_HEIGHT = 0.14  # of the image height, so every drink is big enough to recognise

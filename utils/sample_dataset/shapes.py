@@ -12,7 +12,6 @@ from typing import Callable
 
 import numpy as np
 
-
 SUPERSAMPLE = 3          # sub-pixels per pixel side, for smooth edges and textures
 
 
@@ -213,7 +212,9 @@ def box_spec(rng, light, class_id, width, height, depth, faces, gloss=0.1, lift=
         height_px = s * (height + lift) * math.sqrt(1 - ratio ** 2)
         shadow = None if lift else (base_x, base_y, s * 0.5 * math.hypot(width, depth), ratio,
                                     height_px)
-        colour = lambda canvas: box_colour(parts, faces, light, gloss, frame.local_x.shape)
+        def colour(canvas):
+            return box_colour(parts, faces, light, gloss, frame.local_x.shape)
+
         return make_sprite(class_id, base_y + s * lift * 0.01, frame, inside, colour, shadow)
     radius = 0.5 * math.hypot(width, depth)
     return Spec(class_id, height + lift, radius, build, tilts=False)
