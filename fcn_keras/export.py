@@ -106,13 +106,41 @@ def compact_weights(source: str | Path, target: str | Path) -> None:
             copy(src, dst)
 
 
+def float32_model(model):
+    """`model` itself when it computes in float32, else a float32 clone with its weights.
+
+    A model built under mixed precision (bfloat16, chosen by default on CPUs that compute it
+    natively) cannot be converted to TFLite or ONNX, and a deployed file should not depend on
+    the training machine's precision: exports are always float32 graphs."""
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in _computing_layers(model)):
+        return model
+
+    def as_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    clone = keras.models.clone_model(model, clone_function=as_float32, recursive=True)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _computing_layers(model):
+    """The layers that compute: not the functional containers and their inputs, whose dtype
+    policy only says what they were built under."""
+    import keras
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if not isinstance(layer, (keras.Model, keras.layers.InputLayer))]
+
+
 def export_model(model, directory: Path, classes, config, tflite_size=None) -> list[Path]:
     """Write `model.keras`, `saved_model/` (any input size), `model.tflite` (float32) and
     `model-int8.tflite` (dynamic-range int8 weights), both for one input size (`tflite_size`,
     default the config's --height x --width), with tf2onnx installed `model.onnx`, and
-    `classes.json`. Each maps an (N, H, W, C) float32 [0, 1] batch to per-pixel class
-    probabilities; `load_export` reads any of them back (tests/test_export.py checks that their
-    masks agree with the Keras model's)."""
+    `classes.json`; all float32 graphs (`float32_model`). Each maps an (N, H, W, C) float32
+    [0, 1] batch to per-pixel class probabilities; `load_export` reads any of them back
+    (tests/test_export.py checks that their masks agree with the Keras model's)."""
+    model = float32_model(model)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     keras_path = directory / "model.keras"

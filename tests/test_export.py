@@ -19,7 +19,17 @@ from fcn_keras.metrics import ConfusionMatrix  # noqa: E402
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    segmenter = Segmenter.from_preset("quick")
+    # Module fixtures run before the autouse float32 fixture: ask for float32 here, so that the
+    # reference is the float32 model on every CPU (bfloat16 is the default where it is native).
+    import keras
+
+    from fcn_keras import runtime
+    native, runtime.native_low_precision = runtime.native_low_precision, lambda: False
+    try:
+        segmenter = Segmenter.from_preset("quick")
+    finally:
+        runtime.native_low_precision = native
+        keras.mixed_precision.set_global_policy("float32")
     directory = tmp_path_factory.mktemp("export")
     export_model(segmenter.model, directory, segmenter.classes, parse_args(["--summary"]),
                  tflite_size=(240, 320))
@@ -61,3 +71,25 @@ def test_int8_export_is_smaller_and_close(exported):
     matrix.update(reference.argmax(-1), probs.argmax(-1))   # int8 scored against float
     keras_miou = matrix.compute()["mean_iou"]
     assert agreement >= 0.95 and keras_miou >= 0.8, (agreement, keras_miou)
+
+
+def test_a_bfloat16_model_exports_as_float32(tmp_path):
+    """Trained in bfloat16 (the default on CPUs that compute it natively), the model still
+    converts to TFLite: exports are float32 clones with the same weights."""
+    import keras
+
+    from fcn_keras.export import _computing_layers, export_tflite, float32_model
+    from fcn_keras.models import build_model
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model, _ = build_model("fcn8s", 3, n=1, pyramid_filters=16)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    clone = float32_model(model)
+    assert {layer.dtype_policy.compute_dtype for layer in _computing_layers(clone)} == {"float32"}
+    images = np.random.default_rng(0).random((1, 64, 96, 3), np.float32)
+    reference = clone(images, training=False).numpy()
+    run = load_export(export_tflite(clone, tmp_path / "model.tflite", (64, 96)))
+    np.testing.assert_allclose(np.asarray(run(images)), reference, atol=1e-4)
+    for original, copied in zip(model.get_weights(), clone.get_weights(), strict=True):
+        np.testing.assert_array_equal(original, copied)
