@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn_keras import presets
@@ -102,7 +102,8 @@ class Config:
     verbose: int = 1
     debug: bool = False
     preset: str | None = None
-    auto_crop: bool = False   # training without --height/--width: the crop follows the data
+    # Derived, not a flag: training without --height/--width, so the crop follows the data.
+    auto_crop: bool = field(default=False, metadata={"derived": True})
 
     @property
     def weights_name(self) -> str:
