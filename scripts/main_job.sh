@@ -2,7 +2,7 @@
 # The main job on a VIA dataset in the book's layout (images + segmentation_train.json +
 # segmentation_test.json; default: the shipped sample): VIA -> masks, train, evaluate on test,
 # segment one test image, plot the training curves. About 10 minutes on a 2-core CPU, whatever
-# the dataset: training gets TRAIN_MINUTES (default 8.5) and its cosine learning-rate schedule
+# the dataset: training gets TRAIN_MINUTES (default 8) and its cosine learning-rate schedule
 # is fitted into them (--time-limit), the crop follows the images' size (utils/dataset_info.py).
 #
 #   bash scripts/main_job.sh                      # data/drinks -> runs/drinks
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/drinks}
 OUT=${OUT:-runs/$(basename "$DATA")}
-TRAIN_MINUTES=${TRAIN_MINUTES:-8.5}
+TRAIN_MINUTES=${TRAIN_MINUTES:-8}
 NAME=$(basename "$DATA")
 COMMON=(--preset quick --data-path "$DATA" --dataset "$NAME")
 
