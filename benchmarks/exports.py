@@ -32,10 +32,11 @@ def main() -> int:
 
     from fcn_keras import Segmenter
     from fcn_keras.config import parse_args
-    from fcn_keras.export import export_model, load_export
+    from fcn_keras.export import export_model, float32_model, load_export
     from fcn_keras.metrics import ConfusionMatrix
 
     segmenter = Segmenter.from_preset("quick")
+    model = float32_model(segmenter.model)   # exports are float32 (bfloat16 where native)
     data = ROOT / "data" / "drinks"
     stems = [f"{i:07d}" for i in range(161, 201)]
     images = [np.asarray(Image.open(data / f"{s}.jpg").convert("RGB"), np.float32) / 255.0
@@ -44,9 +45,9 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
-        export_model(segmenter.model, directory, segmenter.classes, parse_args(["--summary"]),
+        export_model(model, directory, segmenter.classes, parse_args(["--summary"]),
                      tflite_size=(240, 320))
-        reference = [segmenter.model(x[None], training=False).numpy()[0].argmax(-1)
+        reference = [model(x[None], training=False).numpy()[0].argmax(-1)
                      for x in images]
         for name in ("model.keras", "saved_model", "model.tflite", "model-int8.tflite"):
             path = directory / name
