@@ -136,7 +136,8 @@ def _computing_layers(model):
 def export_model(model, directory: Path, classes, config, tflite_size=None) -> list[Path]:
     """Write `model.keras`, `saved_model/` (any input size), `model.tflite` (float32) and
     `model-int8.tflite` (dynamic-range int8 weights), both for one input size (`tflite_size`,
-    default the config's --height x --width), with tf2onnx installed `model.onnx`, and
+    default the config's --height x --width), with tf2onnx installed `model.onnx` (the same one
+    size), and
     `classes.json`; all float32 graphs (`float32_model`). Each maps an (N, H, W, C) float32
     [0, 1] batch to per-pixel class probabilities; `load_export` reads any of them back
     (tests/test_export.py checks that their masks agree with the Keras model's)."""
@@ -163,7 +164,9 @@ def export_model(model, directory: Path, classes, config, tflite_size=None) -> l
         print("ONNX not written: pip install tf2onnx to get model.onnx.")
     else:
         import tensorflow as tf
-        spec = (tf.TensorSpec((None, None, None, config.channels), tf.float32, name="image"),)
+        # One size, as for TFLite: with free height and width tf2onnx mis-converts the shape
+        # arithmetic of the pad-to-stride and crop-back layers (240 rows came back as 192).
+        spec = (tf.TensorSpec((None, *size, config.channels), tf.float32, name="image"),)
         import tf2onnx as converter
         converter.convert.from_keras(model, input_signature=spec,
                                      output_path=str(directory / "model.onnx"))
@@ -201,6 +204,15 @@ def export_tflite(model, path: Path, size: tuple[int, int], channels: int = 3,
     return path
 
 
+def check_size(path: Path, shape: tuple, images) -> None:
+    """Fixed-size exports (TFLite, ONNX) name their size when given another."""
+    from fcn_keras.errors import DataError
+    if tuple(images.shape[1:]) != tuple(shape):
+        raise DataError(f"{path}: takes {shape[0]}x{shape[1]} images ({shape[2]} channels), "
+                        f"got {images.shape[1]}x{images.shape[2]}; export again with "
+                        "--export-size HxW")
+
+
 class TFLiteModel:
     """A `.tflite` file called like a Keras model: (N, H, W, C) float32 -> probabilities, one
     image at a time, at the size the file was exported for."""
@@ -215,13 +227,8 @@ class TFLiteModel:
 
     def __call__(self, images):
         import numpy as np
-
-        from fcn_keras.errors import DataError
         images = np.ascontiguousarray(images, np.float32)
-        if images.shape[1:] != self.shape:
-            raise DataError(f"{self.path}: takes {self.shape[0]}x{self.shape[1]} images "
-                            f"({self.shape[2]} channels), got {images.shape[1]}x"
-                            f"{images.shape[2]}; export again with --export-size HxW")
+        check_size(self.path, self.shape, images)
         outputs = []
         for image in images:
             self.interpreter.set_tensor(self.input, image[None])
@@ -272,6 +279,10 @@ def load_export(path: Path):
     if path.suffix == ".onnx":
         import onnxruntime
         session = onnxruntime.InferenceSession(str(path))
-        name = session.get_inputs()[0].name
-        return lambda images: session.run(None, {name: images.astype("float32")})[0]
+        first = session.get_inputs()[0]
+
+        def run(images):
+            check_size(path, tuple(first.shape[1:]), images)
+            return session.run(None, {first.name: images.astype("float32")})[0]
+        return run
     return SavedModelFunction(path)

@@ -50,6 +50,20 @@ def test_float_exports_agree_with_the_keras_model(exported, name):
     np.testing.assert_allclose(probs, reference, atol=2e-3)
 
 
+def test_onnx_export_agrees_with_the_keras_model(exported):
+    """`model.onnx` is written when tf2onnx is installed (the `onnx` extra, in the test extra)."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    directory, images, reference = exported
+    probs = np.asarray(load_export(directory / "model.onnx")(images))
+    assert probs.shape == reference.shape
+    agreement = np.mean(probs.argmax(-1) == reference.argmax(-1))
+    assert agreement >= 0.999, f"model.onnx: {agreement:.5f} of pixels agree"
+    np.testing.assert_allclose(probs, reference, atol=2e-3)
+    with pytest.raises(DataError, match=r"takes 240x320 images .*--export-size"):
+        load_export(directory / "model.onnx")(images[:1, :97, :131])
+
+
 def test_keras_and_savedmodel_take_any_size_tflite_its_own(exported):
     directory, images, reference = exported
     crop = images[:1, :97, :131]
