@@ -137,8 +137,8 @@ def export_model(model, directory: Path, classes, config, tflite_size=None) -> l
     """Write `model.keras`, `saved_model/` (any input size), `model.tflite` (float32) and
     `model-int8.tflite` (dynamic-range int8 weights), both for one input size (`tflite_size`,
     default the config's --height x --width), with tf2onnx installed `model.onnx` (the same one
-    size), and `classes.json`; all float32 graphs (`float32_model`). Each maps an (N, H, W, C) float32
-    [0, 1] batch to per-pixel class probabilities; `load_export` reads any of them back
+    size), and `classes.json`; all float32 graphs (`float32_model`). Each maps an (N, H, W, C)
+    float32 [0, 1] batch to per-pixel class probabilities; `load_export` reads any of them back
     (tests/test_export.py checks that their masks agree with the Keras model's)."""
     model = float32_model(model)
     directory.mkdir(parents=True, exist_ok=True)
