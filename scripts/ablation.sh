@@ -53,7 +53,7 @@ best = max(history, key=lambda r: r["val_mean_iou"])
 print(json.dumps({"row": row, "flags": flags, "best_val_miou": round(best["val_mean_iou"], 4),
                   "best_epoch": best["epoch"], "epochs": len(history),
                   "minutes": round(sum(r["epoch_seconds"] + r.get("val_seconds", 0)
-                                       for r in history) / 60, 1),
+                                       for r in history) / 60, 2),
                   "scored_split": report["split"], "scored_miou": round(report["mean_iou"], 4)}))
 EOF
     tail -n 1 "$OUT/ablation.jsonl"
