@@ -136,11 +136,13 @@ class FCN:
     # training --------------------------------------------------------------------------------
     def _optimizer(self):
         c = self.config
+        ema = {"use_ema": c.ema > 0, "ema_momentum": c.ema or 0.99}
         if c.optimizer == "sgd":
-            return keras.optimizers.SGD(c.lr, momentum=0.9, weight_decay=c.weight_decay or None)
+            return keras.optimizers.SGD(c.lr, momentum=0.9, weight_decay=c.weight_decay or None,
+                                        **ema)
         if c.optimizer == "adamw":
-            return keras.optimizers.AdamW(c.lr, weight_decay=c.weight_decay or 1e-4)
-        return keras.optimizers.Adam(c.lr, weight_decay=c.weight_decay or None)
+            return keras.optimizers.AdamW(c.lr, weight_decay=c.weight_decay or 1e-4, **ema)
+        return keras.optimizers.Adam(c.lr, weight_decay=c.weight_decay or None, **ema)
 
     def _class_weights(self):
         n_classes = self.classes.n_classes
