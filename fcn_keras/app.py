@@ -60,6 +60,7 @@ class FCN:
         return data.find_classes(self.config, lambda: self.dataset)
 
     def generator(self, split: str, training: bool) -> DataGenerator:
+        """The generator of one split, augmented when `training` (`fcn_keras.data`)."""
         return data.generator(self.dataset, split, self.config, self.classes, training)
 
     # the verbs -------------------------------------------------------------------------------
