@@ -452,7 +452,7 @@ def parse_args(argv=None) -> Config:
         given |= set(preset)
     args = vars(parser.parse_args(argv))
     # The book's 480x640 stays the default crop; training adapts it to smaller images unless
-    # the command line or a preset chose one (`FCN._crop_for_the_data`).
+    # the command line or a preset chose one (`fcn_keras.data.crop_for_the_data`).
     args["auto_crop"] = bool(args["train"]) and not {"height", "width"} & given
     if args["image_file"] and not (args["train"] or args["evaluate"]):
         args["evaluate"] = True   # `--image-file X --restore-weights W` can only mean: predict
