@@ -19,6 +19,7 @@
 #   full-weights   --class-weights median-freq (not square-rooted)
 #   no-jitter      --color-jitter 0
 #   first-recipe   --preset camvid-fcn8s (the first CamVid recipe, all of its options)
+#   lr3e-3         --lr 3e-3 (Adam's rate x3; on the drinks sample it was the largest step)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:?usage: scripts/ablation.sh DATA OUT [ROW ...]}
@@ -30,6 +31,7 @@ declare -A FLAGS=(
     [preset]="" [no-aspp]="--context none" [no-blocks]="--pyramid-blocks 0"
     [fcn8s]="--arch fcn8s" [full-weights]="--class-weights median-freq"
     [no-jitter]="--color-jitter 0" [first-recipe]="--preset camvid-fcn8s"
+    [lr3e-3]="--lr 3e-3"
 )
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(preset no-aspp no-blocks fcn8s full-weights no-jitter first-recipe)
