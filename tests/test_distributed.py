@@ -130,6 +130,52 @@ def test_two_workers_match_one_process_fitting_the_same_global_batch(tmp_path, f
     assert not far, f"{len(far)} of {len(chief.files)} weight arrays apart (atol {atol:.3g}): {far}"
 
 
+# Two replicas in one process; the loss of a batch with ignored pixels unevenly split between
+# them, summed over the replicas, against the loss of the whole batch on one device.
+REPLICA_LOSS = SPLIT_CPU_THEN_FCN.split("from fcn_keras")[0] + """
+import json
+import numpy as np
+from fcn_keras.losses import SegmentationLoss
+rng = np.random.default_rng(0)
+probs = rng.random((4, 6, 5, 3)).astype('float32') + 0.1
+probs /= probs.sum(-1, keepdims=True)
+labels = rng.integers(0, 3, (4, 6, 5, 1)).astype('uint8')
+labels[:2, :5] = 255   # the first replica's half: most pixels ignored
+loss = SegmentationLoss(3, 'ce')
+one = float(loss(labels, probs))
+strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+halves = strategy.experimental_distribute_values_from_function(
+    lambda ctx: (tf.constant(labels[2 * ctx.replica_id_in_sync_group:][:2]),
+                 tf.constant(probs[2 * ctx.replica_id_in_sync_group:][:2])))
+per_replica = strategy.run(tf.function(lambda y, p: loss(y, p)), args=halves)
+two = float(strategy.reduce('SUM', per_replica, axis=None))
+valid = labels[..., 0] < 3
+picked = np.take_along_axis(probs, np.where(valid, labels[..., 0], 0)[..., None], -1)
+ce = -np.log(picked[..., 0])
+means = [float((ce[h] * valid[h]).sum() / valid[h].sum()) for h in (slice(0, 2), slice(2, 4))]
+print(json.dumps({'one': one, 'two': two, 'global': float((ce * valid).sum() / valid.sum()),
+                  'mean_of_means': sum(means) / 2}))
+"""
+
+
+def test_replicas_divide_the_cross_entropy_by_the_global_count_of_valid_pixels(tmp_path):
+    """Two replicas (MirroredStrategy over two logical CPUs, as `fit` and the multi-worker loop
+    run the loss): the replicas' losses sum to the one-device loss of the whole batch, the mean
+    over ALL its valid pixels, also when ignored pixels are unevenly split between the halves
+    (here 12 valid in the first, 60 in the second), where the mean of the halves' own means is
+    far off. Float32 sums over 72 pixels: 32 ulp."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", REPLICA_LOSS], capture_output=True,
+                            text=True, timeout=TIMEOUT, env=fcn_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    eps = float(np.finfo(np.float32).eps)
+    assert values["one"] == pytest.approx(values["global"], rel=32 * eps)
+    assert values["two"] == pytest.approx(values["global"], rel=32 * eps), values
+    assert abs(values["mean_of_means"] - values["global"]) > 1e3 * 32 * eps * values["global"]
+
+
 def start_cluster(tmp_path, data, name, args, env_by_index=None):
     """Two workers on free loopback ports, each with its own --save-dir (save-0, save-1)."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
