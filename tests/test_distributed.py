@@ -58,9 +58,9 @@ def test_two_workers_match_one_process_fitting_the_same_global_batch(tmp_path, f
     The reference has two replicas too, so it computes what the workers compute: batch norm
     over each replica's half batch (no --sync-bn on either side; the workers' BN over half the
     batch is what tf.distribute does, and only --sync-bn would make either side equal to one
-    device over the whole batch), and the loss as the mean of the replicas' means over their
-    valid pixels (here every pixel is valid: scales >= 0.75 of the 64x80 images cover the 32x48
-    crop, so the halves' counts are equal and that is also the global-batch mean).
+    device over the whole batch), and the cross-entropy over the global batch's valid pixels
+    (their count all-reduced: `losses.global_count`, tested below; here every pixel is valid:
+    scales >= 0.75 of the 64x80 images cover the 32x48 crop).
 
     Found 2026-12-02: the two differed (loss 1.8255 against 1.7954 in float32, 67 of 68 weight
     arrays apart) because they trained on other samples: per-replica label sums of the first
