@@ -4,11 +4,14 @@ Keras 3's `model.fit` fails under this strategy ("Attempt to convert a value (Pe
 keras-team/keras#20585, tensorflow/tensorflow#72388), while a train step of our own run with
 `strategy.run` works. So this loop replaces only `fit`'s step and epoch loop; everything else
 is the fit path's: the compiled model and its `SegmentationLoss` (`model.compute_loss`, which
-already divides by the number of replicas, so that the all-reduced SUM of the gradients is the
-gradient of the global-batch mean), the Keras optimizer's `apply_gradients` (which all-reduces
-the gradients), the learning-rate schedule set per epoch, the `DataGenerator` pipeline (auto-shard
-policy DATA: each worker keeps its share of every global batch), and `AccuracyCallback`'s
-end-of-epoch work (validation, best weights, history, `TrainingState`).
+already divides by the number of replicas, and divides the cross-entropy by the global batch's
+count of valid pixels, so that the all-reduced SUM of the gradients is the gradient of the
+global-batch mean), the Keras optimizer's `apply_gradients` (which all-reduces the gradients),
+the learning-rate schedule set per epoch, the `DataGenerator` pipeline (auto-shard policy DATA:
+each worker keeps its share of every global batch, in a stateless per-epoch order, the one a
+single process sees), and `AccuracyCallback`'s end-of-epoch work (validation, best weights,
+history, `TrainingState`). With the same seed it trains as `fit` under MirroredStrategy with
+as many replicas (tests/test_distributed.py: loss and weights to float32 rounding).
 
 Every worker takes part in each save, as TF's multi-worker guide asks ("saving a checkpoint
 ... requires the participation of all workers ... attempting to save only on the chief worker

@@ -32,7 +32,10 @@ class SegmentationLoss(keras.losses.Loss):
     """Pixel-wise loss over valid pixels, normalised by their (weighted) count in the batch.
 
     `call` returns per-sample values scaled so that Keras' mean over the batch equals the loss
-    over all valid pixels of the batch (as PyTorch's `ignore_index` cross-entropy does).
+    over all valid pixels of the batch (as PyTorch's `ignore_index` cross-entropy does); under a
+    tf.distribute strategy, the cross-entropy is divided by the global batch's count
+    (`global_count`), so the replicas' losses sum to the one-device loss. Dice and Lovász are
+    not sums over pixels: each replica computes them over its own share of the batch.
     """
 
     def __init__(self, n_classes, kind="ce", class_weights=None, name="segmentation_loss",
@@ -57,7 +60,8 @@ class SegmentationLoss(keras.losses.Loss):
                 table = ops.convert_to_tensor(self.class_weights, dtype="float32")
                 weights = weights * ops.take(table, labels)
             per_sample = ops.sum(ce * weights, axis=(1, 2))
-            total = per_sample * batch / ops.maximum(ops.sum(weights), 1e-6)
+            replicas, count = global_count(ops.sum(weights))
+            total = per_sample * batch * replicas / ops.maximum(count, 1e-6)
         if self.kind in ("dice", "ce+dice"):
             total = total + dice_loss(labels, valid, probs, self.n_classes) * ops.ones_like(
                 probs[:, 0, 0, 0])
@@ -69,6 +73,23 @@ class SegmentationLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "kind": self.kind,
                 "class_weights": self.class_weights}
+
+
+def global_count(count):
+    """(replicas, the sum of `count` over them): under a tf.distribute strategy with several
+    replicas, each replica's valid pixels are all-reduced, so that the cross-entropy is the mean
+    over the GLOBAL batch's valid pixels. With each replica dividing by its own count, the sum
+    of the replicas' losses (which Keras scales by 1 / replicas) was the mean of their means: a
+    half batch with few valid pixels (padding, void) weighed as much as a full one. Elsewhere
+    (one replica, cross-replica context, other backends): (1, count)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1.0, count
+    import tensorflow as tf
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 1.0, count
+    count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+    return float(context.num_replicas_in_sync), count
 
 
 def dice_loss(labels, valid, probs, n_classes, smooth=1.0):

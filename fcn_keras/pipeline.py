@@ -227,13 +227,41 @@ def augment(image, mask, options: PipelineOptions, seed):
     return image, mask
 
 
+def base_seed(seed: int | None) -> int:
+    """`--seed`, or (none given) one drawn at random, so every run differs."""
+    return seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+
+
 def sample_seed_dataset(seed: int | None) -> tf.data.Dataset:
     """An endless dataset of per-sample seeds (int64 [2]): `(base, i)` for the i-th sample.
 
     A fixed `--seed` makes the whole augmentation sequence repeat exactly; without one the base is
     drawn at random, so every run differs."""
-    base = seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+    base = base_seed(seed)
     return tf.data.Dataset.counter().map(lambda i: tf.stack([tf.constant(base, tf.int64), i]))
+
+
+def epoch_orders(count: int, seed: int | None, epochs: int | None = None) -> tf.data.Dataset:
+    """The indices 0..count-1 in a new random order for every epoch, for `epochs` epochs
+    (None: endless). The order of epoch e is a stateless shuffle seeded with `(base, -1 - e)`
+    (the per-sample seeds are `(base, i)`, i >= 0, so the two never meet).
+
+    Stateless, unlike `Dataset.shuffle(reshuffle_each_iteration=True)`, whose seed generator
+    gives every new iterator of the same dataset the next order: Keras' `fit` under a
+    tf.distribute strategy takes one batch from a throwaway iterator before training (its
+    `_maybe_symbolic_build`), so with `shuffle` a seeded run trained on other samples under
+    `--strategy mirrored` than without a strategy or in the multi-worker loop. Here every
+    iterator starts with epoch 0's order."""
+    base = tf.constant(base_seed(seed), tf.int64)
+    epochs_ds = tf.data.Dataset.counter() if epochs is None else tf.data.Dataset.range(epochs)
+
+    def order(epoch):
+        seed_pair = tf.stack([base, -1 - tf.cast(epoch, tf.int64)])
+        return tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
+                                                     seed_pair))
+
+    return epochs_ds.flat_map(order)
 
 
 class DataGenerator:
@@ -262,10 +290,13 @@ class DataGenerator:
     def n_classes(self) -> int:
         return self.options.n_classes
 
-    def _paths(self):
-        images = [str(s.image) for s in self.samples]
-        masks = [str(s.mask) for s in self.samples]
-        return tf.data.Dataset.from_tensor_slices((images, masks))
+    def _paths(self, order: tf.data.Dataset | None = None):
+        """(image path, mask path) of each sample, in `order` (a dataset of indices) if given."""
+        images = tf.constant([str(s.image) for s in self.samples])
+        masks = tf.constant([str(s.mask) for s in self.samples])
+        if order is None:
+            return tf.data.Dataset.from_tensor_slices((images, masks))
+        return order.map(lambda i: (tf.gather(images, i), tf.gather(masks, i)))
 
     def _load(self, image_path, mask_path):
         return load_image(image_path, self.channels), load_mask(mask_path)
@@ -273,18 +304,18 @@ class DataGenerator:
     def dataset(self, repeat: bool = False) -> tf.data.Dataset:
         opts = self.options
         calls = opts.parallel_calls or tf.data.AUTOTUNE
-        ds = self._paths()
-        if self.training:
-            ds = ds.shuffle(len(self.samples), seed=opts.seed, reshuffle_each_iteration=True)
+        if self.training:  # a new order every epoch; `repeat`: endless epochs
+            base = base_seed(opts.seed)   # one base for the orders and the augmentations
+            ds = self._paths(epoch_orders(len(self.samples), base, None if repeat else 1))
+        else:
+            ds = self._paths()
         # With a --seed the order must not depend on thread timing, or the same seed would pair
         # images with other augmentations in the next run.
         ordered = opts.deterministic or opts.seed is not None
         ds = ds.map(self._load, num_parallel_calls=calls,
                     deterministic=ordered or not self.training)
-        if self.training:
-            if repeat:   # before the seeds are attached: every epoch gets new ones
-                ds = ds.repeat()
-            ds = tf.data.Dataset.zip(ds, sample_seed_dataset(opts.seed))
+        if self.training:   # the seeds count on across epochs: every epoch gets new ones
+            ds = tf.data.Dataset.zip(ds, sample_seed_dataset(base))
             ds = ds.map(lambda images, seed: augment(*images, opts, seed),
                         num_parallel_calls=calls, deterministic=ordered)
             ds = ds.batch(opts.batch_size, drop_remainder=True)

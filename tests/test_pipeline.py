@@ -161,6 +161,32 @@ def test_each_epoch_draws_new_augmentations(tmp_path):
     assert not np.array_equal(epoch1, epoch2)
 
 
+def test_every_iterator_of_a_seeded_dataset_starts_with_the_same_batches(tmp_path):
+    """Keras' `fit` under a tf.distribute strategy draws one batch from a throwaway iterator
+    before training: that must not move the order (`shuffle(reshuffle_each_iteration=True)`
+    did: the second iterator got the next order), or a seeded run under MirroredStrategy trains
+    on other samples than without one. Epochs still come in new orders."""
+    samples = []
+    for index in range(6):   # sample i: a mask filled with i, so batches show the order
+        Image.fromarray(np.full((8, 8, 3), index, np.uint8)).save(tmp_path / f"{index}.png")
+        write_index_png(tmp_path / f"{index}_mask.png", np.full((8, 8), index, np.uint8))
+        samples.append(Sample(image=tmp_path / f"{index}.png",
+                              mask=tmp_path / f"{index}_mask.png", stem=str(index)))
+    options = PipelineOptions(height=8, width=8, batch_size=2, n_classes=6, seed=4,
+                              scale_range=(1.0, 1.0), flip=False)
+    dataset = DataGenerator(samples, options, training=True).dataset(repeat=True)
+
+    def order(batches):
+        return [int(m[0, 0, 0]) for _, masks in dataset.take(batches) for m in masks.numpy()]
+
+    next(iter(dataset))   # the throwaway iterator
+    first, again = order(12), order(12)   # 4 epochs of 3 batches
+    assert first == again
+    epochs = [first[i:i + 6] for i in range(0, 24, 6)]
+    assert all(sorted(epoch) == list(range(6)) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) > 1
+
+
 def test_color_jitter_changes_the_image_not_the_mask(tmp_path):
     sample = coordinate_sample(tmp_path)
     plain, jittered = batches(sample, 9), batches(sample, 9, color_jitter=0.4)
