@@ -131,7 +131,8 @@ class FCN:
             raise DataError(f"{self.dataset.root}: split '{split}' has {len(unlabelled)} "
                             f"image(s) without masks (e.g. {unlabelled[0].image}); it cannot be "
                             "trained or scored: use --split val, or --image-file to predict")
-        return DataGenerator(samples, self._options(training), training, self.config.channels)
+        return DataGenerator(samples, self._options(training), training, self.config.channels,
+                             check_files=split in self.dataset.deferred)
 
     # training --------------------------------------------------------------------------------
     def _optimizer(self):
