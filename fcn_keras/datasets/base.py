@@ -19,7 +19,7 @@ from fcn_keras.errors import DataError
 SPLITS = ("train", "val", "test")
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     """One image and its index mask (None for an unlabelled test image)."""
 

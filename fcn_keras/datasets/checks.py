@@ -46,20 +46,16 @@ def validate_dataset(dataset: SegmentationDataset) -> None:
         fully = spread(samples, FULL_CHECK_LIMIT)
         if len(fully) < len(samples):
             dataset.deferred.add(name)
+            opened = {id(sample) for sample in fully}
             for sample in samples:
-                problems.extend(_listed_problems(sample, dataset.root, listing))
+                if id(sample) not in opened:
+                    problems.extend(_listed_problems(sample, dataset.root, listing))
         with ThreadPoolExecutor(N_WORKERS) as pool:
             for found in bounded_map(pool, lambda s: _sample_problems(s, dataset.root),
                                      fully):
                 problems.extend(found)
     if problems:
-        raise DataError(problem_report(dataset, _unique(problems)))
-
-
-def _unique(problems: list[str]) -> list[str]:
-    """The problems without repeats (a missing file of the fully checked samples is also found
-    by the listing), in their order."""
-    return list(dict.fromkeys(problems))
+        raise DataError(problem_report(dataset, problems))
 
 
 class FolderListing:
@@ -67,15 +63,16 @@ class FolderListing:
     100,000 entries, one directory read instead of a `stat` (or an open) per entry."""
 
     def __init__(self):
-        self.folders: dict[Path, dict[str, int]] = {}
+        self.folders: dict[str, dict[str, int]] = {}
 
     def size(self, path: Path) -> int | None:
         """The size of the file `path` (following links), None if there is no such file."""
-        folder = self.folders.get(path.parent)
+        directory, name = os.path.split(os.fspath(path))   # no Path objects: 100,000 of them
+        folder = self.folders.get(directory)
         if folder is None:
-            folder = self.folders[path.parent] = {}
+            folder = self.folders[directory] = {}
             try:
-                with os.scandir(path.parent) as entries:
+                with os.scandir(directory or os.curdir) as entries:
                     for entry in entries:
                         try:
                             if entry.is_file():
@@ -84,7 +81,7 @@ class FolderListing:
                             pass
             except (OSError, ValueError):
                 pass
-        return folder.get(path.name)
+        return folder.get(name)
 
 
 def _listed_problems(sample: Sample, root: Path, listing: FolderListing) -> list[str]:
