@@ -1,16 +1,17 @@
 """How long validation takes on long input lists, and how much memory (docs/bad-input.md).
 
-    python benchmarks/long_lists.py --entries 100000 --folder /tmp/long   # ~1 min here
+    python benchmarks/long_lists.py --entries 100000 --folder /tmp/long   # ~30 s here
 
 Builds, once, in `--folder`: a `folder` dataset whose `train.txt` lists N stems (images and
 masks are hard links to a few small files, so building takes seconds) and a VIA 2.x file with N
 image entries of one polygon each, whose last entry names a missing image; then times, each in
-a process of its own, `load_dataset` (the checks of `datasets.checks`) and `convert_via` (the
-whole file parsed and checked; it stops with the one problem before writing a mask). Memory is
-the process's maximum resident set size beyond what it held after the imports and, with
-`--trace`, Python's own peak (tracemalloc, which slows Python about 2x). The figures go to
-`--json` (default benchmarks/long_lists.json). `--repo` measures another checkout's fcn_keras
-(e.g. the one before a change) with the same harness.
+a process of its own, `load_dataset` (the checks of `datasets.checks`), `convert_via` (the
+whole file parsed and checked; it stops with the one problem before writing a mask) and, as
+baselines, the same list loaded without validation (the sample list alone) and the VIA file's
+`json.loads` alone. Memory is the process's peak resident set size beyond what it held after
+the imports and, with `--trace`, Python's own peak (tracemalloc, which slows Python about 2x).
+The figures go to `--json` (default benchmarks/long_lists.json). `--repo` measures another
+checkout's fcn_keras (e.g. the one before a change) with the same harness.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+CASES = ("folder", "folder-list", "via", "via-json")
 LINKS_PER_FILE = 50_000   # ext4 allows 65,000 hard links to one file
 
 
@@ -91,9 +93,13 @@ def run_case(case: str, folder: Path, trace: bool) -> dict:
     from fcn_keras.datasets import load_dataset
     from fcn_keras.errors import DataError
 
-    def folder_dataset():
-        dataset = load_dataset(folder, "folder")
+    def folder_dataset(validate=True):
+        dataset = load_dataset(folder, "folder", validate=validate)
         return f"{len(dataset.split('train'))} samples"
+
+    def via_document():
+        from fcn_keras.annotations.records import read_json
+        return f"{len(read_json(folder / 'v.json'))} entries"
 
     def via_file():
         try:
@@ -102,7 +108,8 @@ def run_case(case: str, folder: Path, trace: bool) -> dict:
             return str(exc).splitlines()[-1].strip()
         return "no problem found"
 
-    run = {"folder": folder_dataset, "via": via_file}[case]
+    run = {"folder": folder_dataset, "via": via_file, "via-json": via_document,
+           "folder-list": lambda: folder_dataset(validate=False)}[case]
     imports = max_rss_mb()
     if trace:
         tracemalloc.start()
@@ -125,12 +132,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "long_lists.json")
     parser.add_argument("--repo", type=Path, default=REPO,
                         help="the checkout whose fcn_keras is measured (default: this one)")
-    parser.add_argument("--case", choices=("folder", "via"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(args.repo.resolve()))
     folder, via = args.folder / f"folder-{args.entries}", args.folder / f"via-{args.entries}"
     if args.case:
-        print(json.dumps(run_case(args.case, folder if args.case == "folder" else via,
+        print(json.dumps(run_case(args.case, folder if args.case.startswith("folder") else via,
                                   args.trace)))
         return
     if not folder.exists():
@@ -139,7 +146,9 @@ def main() -> None:
         make_via(via, args.entries)
     results = {}
     for case, label in (("folder", f"train.txt with {args.entries} entries (load_dataset)"),
-                        ("via", f"VIA file with {args.entries} entries (convert_via)")):
+                        ("folder-list", "the same, validate=False (the sample list alone)"),
+                        ("via", f"VIA file with {args.entries} entries (convert_via)"),
+                        ("via-json", "the same file's json.loads alone (read_json)")):
         command = [sys.executable, __file__, "--case", case, "--entries", str(args.entries),
                    "--folder", str(args.folder), "--repo", str(args.repo)]
         command += ["--trace"] if args.trace else []

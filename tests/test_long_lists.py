@@ -231,3 +231,22 @@ def test_quick_header_leaves_anything_unusual_to_pil(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     for name in ("a.bmp", "short.jpg", "empty.png", "text.png", "missing.png"):
         assert quick_header(tmp_path / name) is None, name
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs(tmp_path):
+    """benchmarks/long_lists.py on 40 entries (its import of the converter once went stale)."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    out = tmp_path / "long_lists.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "long_lists.py"), "--entries",
+                    "40", "--folder", str(tmp_path / "data"), "--json", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    results = json.loads(out.read_text())["results"]
+    assert results["folder"]["outcome"] == results["folder-list"]["outcome"] == "40 samples"
+    assert "i000039.jpg" in results["via"]["outcome"]
+    assert "image file not found" in results["via"]["outcome"]
+    assert results["via-json"]["outcome"] == "40 entries"
+    assert all(r["seconds"] >= 0 and r["rss_growth_mb"] >= 0 for r in results.values())
