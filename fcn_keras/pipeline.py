@@ -56,23 +56,29 @@ def _read_mask(path) -> np.ndarray:
 # passes them on as an op error whose text is its own, so `names_unreadable_files` reads them
 # here instead of decoding every file to find the culprit.
 PIPELINE_FAILURES: collections.deque = collections.deque(maxlen=MAX_NAMED)
+# Hashes of the (image, mask) pairs `_read_checked_mask` has passed: each pair is checked the
+# first time it is read, not every epoch (a few MB for 100,000 pairs).
+_CHECKED_PAIRS: set[int] = set()
 
 
 def _read_checked_mask(image_path, mask_path) -> np.ndarray:
     """`_read_mask` after the checks validation leaves to the pipeline for long splits
     (`datasets.checks.FULL_CHECK_LIMIT`): the image's (`check_image`: header, format, PNG
-    checksums, JPEG end marker) and the mask's (mode, size = the image's)."""
+    checksums, JPEG end marker) and the mask's (mode, size = the image's), the first time the
+    pair is read in this process."""
     image_path, mask_path = (p.decode() if isinstance(p, bytes) else str(p)
                              for p in (image_path, mask_path))
+    pair = hash((image_path, mask_path))
     try:
-        width, height = check_image(image_path)
+        size = None if pair in _CHECKED_PAIRS else check_image(image_path)
         mask = read_index_mask(mask_path)
-        if mask.shape != (height, width):
+        if size is not None and mask.shape != (size[1], size[0]):
             raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image "
-                            f"{image_path} is {width}x{height} (width x height)")
+                            f"{image_path} is {size[0]}x{size[1]} (width x height)")
     except DataError as exc:
         PIPELINE_FAILURES.append(str(exc))
         raise
+    _CHECKED_PAIRS.add(pair)
     return mask[..., None]
 
 

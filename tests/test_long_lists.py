@@ -114,12 +114,14 @@ PIPELINE_CHECKED = [   # (folder, damage(path), what the error says)
 def test_what_validation_leaves_is_named_by_the_pipeline(root, folder, damage, fragment):
     import tensorflow as tf
 
+    from fcn_keras import pipeline
     from fcn_keras.pipeline import (
         PIPELINE_ERRORS,
         PIPELINE_FAILURES,
         DataGenerator,
         PipelineOptions,
     )
+    pipeline._CHECKED_PAIRS.clear()   # the same tmp paths may have passed in another test
     stem = unchecked(root)[-1]
     damage(root / folder / f"{stem}.png")
     dataset = load_dataset(root)   # not opened at load time
@@ -141,9 +143,29 @@ def test_what_validation_leaves_is_named_by_the_pipeline(root, folder, damage, f
         assert tf.reduce_all(image == image0) and tf.reduce_all(mask == mask0)
 
 
+def test_the_pipeline_checks_each_pair_once(root, monkeypatch):
+    from fcn_keras import pipeline
+    pipeline._CHECKED_PAIRS.clear()
+    opened = []
+
+    def counting(path, pipeline=True):
+        opened.append(path)
+        return real(path, pipeline)
+    real = pipeline.check_image
+    monkeypatch.setattr(pipeline, "check_image", counting)
+    samples = load_dataset(root).split("train")
+    options = pipeline.PipelineOptions(height=16, width=16, batch_size=3, n_classes=3)
+    generator = pipeline.DataGenerator(samples, options, training=False, check_files=True)
+    for _ in range(2):   # two epochs
+        assert len(list(generator.dataset())) == 3
+    assert sorted(opened) == sorted(str(s.image) for s in samples)
+
+
 def test_training_on_a_long_split_names_the_bad_file(root, tmp_path):
+    from fcn_keras import pipeline
     from fcn_keras.app import FCN
     from fcn_keras.config import parse_args
+    pipeline._CHECKED_PAIRS.clear()
     stem = unchecked(root)[0]
     _text(root / "images" / f"{stem}.png")
     app = FCN(parse_args(["--data-path", str(root), "--save-dir", str(tmp_path / "w"),
