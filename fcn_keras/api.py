@@ -76,10 +76,10 @@ class Segmenter:
     @classmethod
     def from_config(cls, config, **options) -> "Segmenter":
         """Build the model `config` describes and load `config.restore_weights` into it."""
-        from fcn_keras.app import load_weights
         from fcn_keras.classes import ClassInfo
         from fcn_keras.config import resolve_weights_path
         from fcn_keras.models import build_model
+        from fcn_keras.restore import load_weights
         from fcn_keras.runtime import configure_runtime
         from fcn_keras.sidecar import beside
         configure_runtime(config.replace(seed=None))   # precision only: no global seeding

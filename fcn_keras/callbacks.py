@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras import fault_injection
+from fcn_keras.ema import averaged_weights
 from fcn_keras.errors import DataError, OutputError
 from fcn_keras.export import save_weights_only
 from fcn_keras.io_utils import atomic_path, atomic_write_text, write_error
@@ -181,13 +182,14 @@ class AccuracyCallback(keras.callbacks.Callback):
         completed epoch (0-based); returns the validation metrics ({} on other workers)."""
         train_time = time.time() - (self._start or time.time())
         val_start = time.time()
-        metrics = self.evaluate_fn() if self.chief else {}
-        val_time = time.time() - val_start
-        miou = float(self.share(metrics.get("mean_iou", -1.0)))
-        improved = miou > self.best
-        if improved:
-            self.best = miou
-            self._save_weights(epoch)
+        with averaged_weights(self.model):   # --ema: validate and keep the averaged weights
+            metrics = self.evaluate_fn() if self.chief else {}
+            val_time = time.time() - val_start
+            miou = float(self.share(metrics.get("mean_iou", -1.0)))
+            improved = miou > self.best
+            if improved:
+                self.best = miou
+                self._save_weights(epoch)
         if self.chief:
             record = {"epoch": epoch, "loss": loss,
                       "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),

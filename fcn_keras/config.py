@@ -69,6 +69,7 @@ class Config:
     weight_decay: float = 0.0
     schedule: str = "book"
     warmup_epochs: int = 0
+    ema: float = 0.0
     loss: str = "ce"
     class_weights: str = "none"
     steps_per_epoch: int | None = None
@@ -261,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="book: halve after epoch 40, /10 after 60, /20 "
                        "after 80 (lr_scheduler)")
     train.add_argument("--warmup-epochs", type=int)
+    train.add_argument("--ema", type=float, metavar="MOMENTUM",
+                       help="keep an exponential moving average of the weights (Polyak "
+                       "averaging, e.g. 0.99 per step): validation, the best-weights file and "
+                       "the end of training use the averaged weights; 0: off")
     train.add_argument("--loss", choices=LOSSES,
                        help="ce: cross-entropy (class-weighted with --class-weights); dice; "
                        "lovasz: Lovász-softmax, a surrogate of the IoU; ce+dice, ce+lovasz: sums")
@@ -391,6 +396,8 @@ def validate(config: Config) -> Config:
     check_context(config.arch, config.context)
     if config.pyramid_blocks < 0:
         raise ConfigError(f"--pyramid-blocks must be 0 or more, got {config.pyramid_blocks}")
+    if not 0 <= config.ema < 1:
+        raise ConfigError(f"--ema must be in [0, 1) (0: off), got {config.ema}")
     if not 0 < config.bn_momentum < 1:
         raise ConfigError(f"--bn-momentum must be in (0, 1), got {config.bn_momentum}")
     if config.time_limit is not None and not config.time_limit > 0:
@@ -445,7 +452,7 @@ def parse_args(argv=None) -> Config:
         given |= set(preset)
     args = vars(parser.parse_args(argv))
     # The book's 480x640 stays the default crop; training adapts it to smaller images unless
-    # the command line or a preset chose one (`FCN._crop_for_the_data`).
+    # the command line or a preset chose one (`fcn_keras.data.crop_for_the_data`).
     args["auto_crop"] = bool(args["train"]) and not {"height", "width"} & given
     if args["image_file"] and not (args["train"] or args["evaluate"]):
         args["evaluate"] = True   # `--image-file X --restore-weights W` can only mean: predict

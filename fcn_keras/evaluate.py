@@ -1,14 +1,86 @@
-"""Scoring predictions against ground truth over a whole split, and the evaluation report."""
+"""The evaluation verb (`--evaluate`, the facade's `FCN.evaluate`): scoring predictions against
+ground truth over a whole split, and what it writes: the table, the JSON report, the confusion
+matrix and, with `--plot` / `--html`, the worst images.
+
+Scoring (`score_split`) is shared with validation during training; the rest is here so that
+the facade only chooses the split and the weights.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
+from fcn_keras import visualize
 from fcn_keras.io_utils import atomic_write_text
-from fcn_keras.metrics import BookMetrics, ConfusionMatrix
+from fcn_keras.metrics import BookMetrics, ConfusionMatrix, format_table
+
+
+def default_split(config, dataset) -> str:
+    """`--split`, else `test` when the dataset has test images, else `val`."""
+    return config.split or ("test" if "test" in dataset.splits and dataset.splits["test"]
+                            else "val")
+
+
+def evaluate(model, classes, generator, split: str, config, weights) -> dict:
+    """Metrics of `model` on `generator`'s split (`--tta`, `--tile`, `--fold-bn` as asked),
+    printed as a table and written with the figures; `weights`: the file scored, for the HTML
+    report's history."""
+    from fcn_keras.predict import Predictor
+    c = config
+    predictor = Predictor(model, tta=c.tta, tile=c.tile, scales=c.tta_scales, fold_bn=c.fold_bn)
+    worst = WorstImages(c.worst if c.plot or c.html else 0)
+    start = time.time()
+    metrics = score_split(predictor, generator.dataset(), classes.n_classes,
+                          classes.ignore_index, worst)
+    seconds = time.time() - start
+    print(f"\n{split} split, {metrics['n_images']} images ({seconds:.1f} s):")
+    print(format_table(metrics, classes.names))
+    write_outputs(metrics, split, classes, config)
+    if c.plot:
+        save_worst(worst, generator.samples, classes, Path(c.output_dir))
+    if c.html:
+        write_html(metrics, split, generator.samples, worst, classes, config, weights)
+    return metrics
+
+
+def write_outputs(metrics: dict, split: str, classes, config) -> None:
+    """The JSON report (`--report`, else `report-<split>.json`) and the confusion matrix."""
+    c = config
+    out = Path(c.output_dir)
+    report = Path(c.report) if c.report else out / f"report-{split}.json"
+    write_report(report, metrics, classes.names,
+                 {"split": split, "weights": str(c.restore_weights), "arch": c.arch,
+                  "tta": c.tta, "tta_scales": list(c.tta_scales)})
+    figure = out / f"confusion-{split}.png"
+    visualize.save_confusion_matrix(figure, np.array(metrics["confusion_matrix"]),
+                                    classes.names)
+    print(f"Report: {report}; confusion matrix: {figure}")
+
+
+def save_worst(worst, samples, classes, out: Path) -> None:
+    """`--plot`: image / ground truth / prediction of the worst images, worst first."""
+    for rank, (miou, index, image, truth, prediction) in enumerate(worst.items):
+        stem = samples[index].stem
+        visualize.save_comparison(out / f"worst-{rank + 1:02d}-{stem}.png", image, truth,
+                                  prediction, classes.colors, classes.ignore_index,
+                                  f"{stem}: mIoU {miou:.3f}")
+    if worst.items:
+        print(f"Overlays of the {len(worst.items)} worst images in {out}")
+
+
+def write_html(metrics, split, samples, worst, classes, config, weights) -> None:
+    """`--html`: the one-page report with the training curves saved beside `weights`."""
+    from fcn_keras.html_report import load_history, write_html_report
+    items = [(miou, samples[index].stem, image, truth, prediction)
+             for miou, index, image, truth, prediction in worst.items]
+    page = write_html_report(config.html, metrics, classes,
+                             {"split": split, "weights": weights, "tta": config.tta}, items,
+                             load_history(weights))
+    print(f"HTML report: {page}")
 
 
 def score_split(predictor, dataset, n_classes: int, ignore_index: int, on_image=None) -> dict:

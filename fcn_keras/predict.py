@@ -11,12 +11,20 @@ does not trace the model again; `Predictor.traces` counts the traces. With `fold
 the batch norms are folded into their convolutions (`fcn_keras.fold`) in a copy of the
 model taken when the Predictor is made: use it for a fixed set of weights (evaluation,
 prediction), not for a model still training.
+
+`predict_files` is the prediction verb of the facade (`--image-file`, `FCN.predict_files`):
+images in, masks and overlays (and a VIA project) out, through the API's `Segmenter`, so the
+command line and the Python API predict the same way.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
+
+from fcn_keras.runtime import log
 
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
 
@@ -99,6 +107,43 @@ class Predictor:
             total[top:top + tile_h, left:left + tile_w] += probs
             counts[top:top + tile_h, left:left + tile_w] += 1
         return total / counts
+
+
+def predict_files(model, classes, config, target) -> list[Path]:
+    """Segment one image or every image of a folder: `<stem>-mask.png`, `<stem>-overlay.png`
+    in `--output-dir`, and with `--via-out` the same masks as polygons of a VIA project file.
+    Returns the masks written."""
+    from fcn_keras.api import Segmenter, image_files_and_root
+    c = config
+    files, root = image_files_and_root(target)
+    segmenter = Segmenter(model, classes, tta=c.tta, tile=c.tile, tta_scales=c.tta_scales,
+                          channels=c.channels, fold_bn=c.fold_bn)
+    project = segmenter.via_project(root, attribute=c.attribute, tolerance=c.via_tolerance,
+                                    min_area=c.via_min_area) if c.via_out else None
+    written = [_predict_file(segmenter, path, project, config) for path in files]
+    if project is not None:
+        project.write(c.via_out)
+        log(c, f"VIA project: {c.via_out} (image names relative to {root}; back to masks: "
+               f"python utils/generate_gt_segmentation.py -p {root} -j {c.via_out})")
+    return written
+
+
+def _predict_file(segmenter, path: Path, project, config) -> Path:
+    """One image's mask and overlay (and its regions added to `project`); the mask's path."""
+    from fcn_keras import visualize
+    from fcn_keras.io_utils import write_index_png
+    from fcn_keras.pipeline import read_rgb
+    classes = segmenter.classes
+    image = read_rgb(path, config.channels)
+    labels = segmenter.predict(image)
+    out = Path(config.output_dir)
+    mask_path = out / f"{path.stem}-mask.png"
+    write_index_png(mask_path, labels, classes.palette())
+    visualize.save_rgb(out / f"{path.stem}-overlay.png",
+                       visualize.overlay(image, labels, classes.colors))
+    regions = f", {project.add(path, labels)} VIA region(s)" if project else ""
+    log(config, f"{path}: {mask_path}{regions}")
+    return mask_path
 
 
 def padding_multiple(model) -> int:

@@ -1,4 +1,5 @@
-"""Process-wide TensorFlow/Keras settings chosen from the config: seeds, precision, threads."""
+"""Process-wide settings chosen from the config: seeds, precision, threads, and how much the
+run says (`log`, shared by the facade's verb modules so `--verbose` means one thing)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,10 @@ def configure_threads(intra_op: int = 0, inter_op: int = 0) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     if inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
+def log(config, message: str, level: int = 1) -> None:
+    """Print `message` when `--verbose` is at least `level`; flushed, as runs are often piped
+    to a log file and read while they go."""
+    if config.verbose >= level:
+        print(message, flush=True)

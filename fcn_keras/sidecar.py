@@ -6,6 +6,10 @@ that `--evaluate --restore-weights FILE` needs no model flags. A model flag give
 line (or by a preset) that contradicts the file is an error naming both values, since a wrong
 guess would either fail to load or, worse, load into a different model. Weights without the
 file keep the flags' values, as before.
+
+Every companion of a weights file (`.classes.json`, `.model.json`, `-history.json/.csv`, the
+`-state` folder of `--resume`) is named by `beside`, from the weights file's stem, so that
+training, evaluation, the HTML report and the API agree on the names.
 """
 
 from __future__ import annotations
@@ -22,14 +26,34 @@ MODEL_FIELDS = ("arch", "backbone", "layers", "resnet_version", "n", "head_filte
 FORMAT = "fcn-keras-model/1"
 
 
+WEIGHTS_SUFFIXES = (".weights.h5", ".keras", ".h5")
+
+
+def weights_stem(weights: Path) -> str:
+    """`x-best-iou.weights.h5` -> `x-best-iou`: the name without its weights suffix, dots in
+    the stem kept (`--dataset camvid.v2`), so every file of a run shares one stem."""
+    name = Path(weights).name
+    suffix = next((s for s in WEIGHTS_SUFFIXES if name.endswith(s) and name != s), None)
+    return name[:-len(suffix)] if suffix else Path(name).stem
+
+
 def beside(weights: Path, suffix: str) -> Path:
-    """`runs/x-best-iou.weights.h5` -> `runs/x-best-iou<suffix>` (e.g. `.classes.json`)."""
+    """`runs/x-best-iou.weights.h5` -> `runs/x-best-iou<suffix>` (e.g. `.classes.json`,
+    `-history.json`, `-state`): the one place the names of a weights file's companions are
+    made."""
     weights = Path(weights)
-    return weights.with_name(weights.name.split(".")[0] + suffix)
+    return weights.with_name(weights_stem(weights) + suffix)
 
 
 def settings_path(weights: Path) -> Path:
     return beside(weights, ".model.json")
+
+
+def write_sidecars(weights: Path, config, classes) -> None:
+    """The classes and the model settings beside `weights`, so that evaluation and prediction
+    need neither the dataset's classes nor the model flags."""
+    classes.save(beside(weights, ".classes.json"))
+    write_settings(weights, config, classes.n_classes)
 
 
 def write_settings(weights: Path, config, n_classes: int) -> Path:

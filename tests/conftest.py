@@ -29,6 +29,19 @@ def folder_dataset(tmp_path, make_folder_dataset) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_camvid_dataset():
+    """`make_camvid_dataset(root, rng, counts=(("train", 4), ("val", 2), ("test", 2)),
+    size=(72, 96))`: a tiny SegNet-layout CamVid (11 classes, void borders); returns `root`."""
+    return helpers.make_camvid_dataset
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder (the shipped data, weights, scripts and README)."""
+    return helpers.ROOT
+
+
+@pytest.fixture(scope="session")
 def shapes_image():
     """`shapes_image(rng, height, width)`: an image with a square (class 1), a disc (class 2)
     and its mask."""

@@ -51,6 +51,23 @@ def make_folder_dataset(root: Path, n_train=6, n_val=2, n_test=2, height=64, wid
     return root
 
 
+def make_camvid_dataset(root: Path, rng, counts=(("train", 4), ("val", 2), ("test", 2)),
+                        size=(72, 96)) -> Path:
+    """A tiny SegNet-layout CamVid: images, index masks with void (11) borders, the lists."""
+    for split, n in counts:
+        lines = []
+        for i in range(n):
+            image, mask = shapes_image(rng, *size)
+            mask = np.where(mask == 2, 8, mask * 3)   # road (3) and car (8) on sky (0)
+            mask[0, :] = 11                            # void, ignored
+            for folder, array in ((split, image), (f"{split}annot", mask.astype(np.uint8))):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(root / folder / f"{split}{i:03d}.png")
+            lines.append(f"{split}/{split}{i:03d}.png {split}annot/{split}{i:03d}.png")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--n", "1", "--layers", "2", "--head-filters", "8", "--height", "32", "--width",
               "48", "--batch-size", "4", "--steps-per-epoch", "3", "--dataset", "shapes"]

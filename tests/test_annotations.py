@@ -450,12 +450,11 @@ def test_bad_annotations_are_refused_and_nothing_is_written(tmp_path, build, opt
     assert not (tmp_path / "out").exists()
 
 
-def test_converter_script_lists_every_problem_and_exits_2(tmp_path, capsys):
+def test_converter_script_lists_every_problem_and_exits_2(tmp_path, capsys, repo_root):
     import importlib.util
 
-    from helpers import ROOT
     spec = importlib.util.spec_from_file_location(
-        "generate_gt_segmentation", ROOT / "utils" / "generate_gt_segmentation.py")
+        "generate_gt_segmentation", repo_root / "utils" / "generate_gt_segmentation.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     path, _ = coco_damage(_two_bad_annotations)(tmp_path)

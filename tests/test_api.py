@@ -6,7 +6,6 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from helpers import ROOT, make_folder_dataset  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import fcn_keras  # noqa: E402
@@ -18,7 +17,7 @@ MODEL = ["--arch", "fcn8s", "--n", "1", "--pyramid-filters", "8", "--downsample"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, make_folder_dataset):
     root = tmp_path_factory.mktemp("api")
     data = make_folder_dataset(root / "data")
     FCN(parse_args(["--train", "--data-path", str(data), "--save-dir", str(root / "w"),
@@ -87,15 +86,15 @@ def test_bad_input_is_named(trained):
         fcn_keras.Segmenter.from_weights(lonely)
 
 
-def test_from_preset_loads_the_shipped_drinks_weights_offline():
+def test_from_preset_loads_the_shipped_drinks_weights_offline(repo_root):
     segmenter = fcn_keras.Segmenter.from_preset("quick")
     assert segmenter.classes.names[3] == "juice can"
-    image = ROOT / "data" / "drinks" / "0000181.jpg"
+    image = repo_root / "data" / "drinks" / "0000181.jpg"
     mask = segmenter.predict(image)
     assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 1, 2, 3}
     assert len(np.unique(mask)) >= 2          # a trained model finds drinks on a drinks photo
     with pytest.raises(ConfigError, match="not here"):
-        fcn_keras.Segmenter.from_preset("quick", weights_dir=ROOT / "tests")
+        fcn_keras.Segmenter.from_preset("quick", weights_dir=repo_root / "tests")
 
 
 def test_cli_prediction_runs_through_the_api(trained, tmp_path, monkeypatch):
@@ -114,11 +113,11 @@ def test_cli_prediction_runs_through_the_api(trained, tmp_path, monkeypatch):
     assert len(calls) == 1 and (tmp_path / f"{image.stem}-mask.png").exists()
 
 
-def test_readme_example_runs(monkeypatch):
+def test_readme_example_runs(monkeypatch, repo_root):
     """The README's Python API example, as written there, runs from the repository root."""
     import re
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Python API"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(repo_root)
     exec(compile(code, "README.md", "exec"), {})

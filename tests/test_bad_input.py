@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_folder_dataset
 from PIL import Image
 
 from fcn_keras import cli
@@ -339,8 +338,11 @@ BAD_IMAGES = [   # (id, make(path), name, fragment)
 ]
 
 
-def small_dataset(root):
-    return make_folder_dataset(root, n_train=3, n_val=1, n_test=1, height=H, width=W)
+@pytest.fixture
+def small_dataset(make_folder_dataset):
+    """`small_dataset(root)`: a folder dataset of 3 train, 1 val and 1 test HxW images."""
+    return lambda root: make_folder_dataset(root, n_train=3, n_val=1, n_test=1, height=H,
+                                            width=W)
 
 
 def replace_image(root, name, make):
@@ -350,7 +352,8 @@ def replace_image(root, name, make):
 
 
 @pytest.mark.parametrize("make, name, fragment, converter_fragment", BAD_IMAGES)
-def test_bad_image_in_a_dataset_is_refused(tmp_path, make, name, fragment, converter_fragment):
+def test_bad_image_in_a_dataset_is_refused(tmp_path, small_dataset, make, name, fragment,
+                                           converter_fragment):
     root = small_dataset(tmp_path / "data")
     replace_image(root, name, make)
     with pytest.raises(DataError) as info:
@@ -382,7 +385,7 @@ def test_bad_image_in_via_annotations_is_refused(via_folder, make, name, fragmen
     pytest.param("RGB", "WEBP", "img000.webp", None, id="image-webp"),
     pytest.param("CMYK", "JPEG", "img000.jpg", None, id="image-cmyk-jpeg"),
 ])
-def test_odd_image_modes_work_as_rgb(tmp_path, mode, fmt, name, expected):
+def test_odd_image_modes_work_as_rgb(tmp_path, small_dataset, mode, fmt, name, expected):
     import tensorflow as tf
 
     from fcn_keras.pipeline import load_image
@@ -477,7 +480,7 @@ DATASET_REFUSED = [   # (damage(root), options, fragments)
 
 
 @pytest.mark.parametrize("damage, options, fragments", DATASET_REFUSED)
-def test_dataset_problem_is_refused(tmp_path, damage, options, fragments):
+def test_dataset_problem_is_refused(tmp_path, small_dataset, damage, options, fragments):
     root = small_dataset(tmp_path / "data")
     damage(root)
     with pytest.raises(DataError) as info:
@@ -500,7 +503,7 @@ def test_camvid_lists_are_checked(tmp_path):
     assert_refused(info, "train.txt:1", "points outside the data folder")
 
 
-def test_an_empty_split_stops_only_the_command_that_uses_it(tmp_path, capsys):
+def test_an_empty_split_stops_only_the_command_that_uses_it(tmp_path, small_dataset, capsys):
     root = small_dataset(tmp_path / "data")
     _write_list("train.txt", "")(root)
     dataset = load_dataset(root)
@@ -510,7 +513,7 @@ def test_an_empty_split_stops_only_the_command_that_uses_it(tmp_path, capsys):
     assert_refused(info, "split 'train' is empty")
 
 
-def test_missing_or_empty_split_and_unknown_layout(tmp_path):
+def test_missing_or_empty_split_and_unknown_layout(tmp_path, small_dataset):
     dataset = load_dataset(small_dataset(tmp_path / "data"))
     with pytest.raises(DataError) as info:
         dataset.split("holdout")
@@ -548,7 +551,7 @@ def tiny_weights(tmp_path_factory):
     return paths
 
 
-def test_image_broken_after_validation_is_named_in_training(tmp_path):
+def test_image_broken_after_validation_is_named_in_training(tmp_path, small_dataset):
     from fcn_keras.app import FCN
     root = small_dataset(tmp_path / "data")
     # A batch of all 3 training images: with batch 2 one step reads only 2 of them, and which 2
@@ -563,7 +566,8 @@ def test_image_broken_after_validation_is_named_in_training(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_image_broken_after_validation_is_named_in_evaluation(tmp_path, tiny_weights):
+def test_image_broken_after_validation_is_named_in_evaluation(tmp_path, small_dataset,
+                                                              tiny_weights):
     from fcn_keras.app import FCN
     root = small_dataset(tmp_path / "data")
     out = tmp_path / "out"
@@ -678,7 +682,7 @@ def test_debug_shows_the_traceback(capsys):
         cli.main(["--evaluate", "--debug"])
 
 
-def test_training_crop_smaller_than_the_network_stride(tmp_path):
+def test_training_crop_smaller_than_the_network_stride(tmp_path, small_dataset):
     from fcn_keras.app import FCN
     root = small_dataset(tmp_path / "data")
     tiny = [*TINY[:TINY.index("--height")], "--height", "4", "--width", "16",
@@ -831,7 +835,7 @@ def test_nothing_is_downloaded_unless_imagenet_is_asked_for(tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_cli_training_on_a_truncated_image(tmp_path):
+def test_cli_training_on_a_truncated_image(tmp_path, small_dataset):
     root = small_dataset(tmp_path / "data")
     replace_image(root, "img002.jpg", lambda p: truncate(save_image(p)))
     replace_image(root, "img000.jpg", lambda p: truncate(save_image(p)))
@@ -842,7 +846,7 @@ def test_cli_training_on_a_truncated_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_training_crop_below_the_stride_and_pickles(tmp_path):
+def test_cli_training_crop_below_the_stride_and_pickles(tmp_path, small_dataset):
     root = npy_dataset(tmp_path / "npy")
     err = run_script(FCN_PY, "--train", "--data-path", root, "--save-dir", tmp_path / "w",
                      *TINY)
@@ -855,7 +859,7 @@ def test_cli_training_crop_below_the_stride_and_pickles(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_weights_for_another_class_count(tmp_path, tiny_weights):
+def test_cli_weights_for_another_class_count(tmp_path, small_dataset, tiny_weights):
     root = small_dataset(tmp_path / "data")
     err = run_script(FCN_PY, "--evaluate", "--restore-weights", tiny_weights[4], "--data-path",
                      root, "--output-dir", tmp_path / "out", *TINY)

@@ -114,7 +114,7 @@ def test_workers_sets_the_pipeline_parallelism():
     pytest.importorskip("tensorflow")
     from types import SimpleNamespace
 
-    from fcn_keras.app import FCN
-    app = SimpleNamespace(config=parse_args(["--train", "--workers", "3"]),
-                          classes=SimpleNamespace(n_classes=3, ignore_index=255))
-    assert FCN._options(app, training=True).parallel_calls == 3   # tf.data num_parallel_calls
+    from fcn_keras.data import pipeline_options
+    options = pipeline_options(parse_args(["--train", "--workers", "3"]),
+                               SimpleNamespace(n_classes=3, ignore_index=255), training=True)
+    assert options.parallel_calls == 3   # tf.data num_parallel_calls

@@ -2,7 +2,6 @@
 the 320x240 sample to the book's 480x640), and after the first epoch how long the run will take."""
 
 import pytest
-from helpers import make_folder_dataset
 
 from fcn_keras.callbacks import PaceReport, human_duration, pace_message
 from fcn_keras.crop import fit_crop, median_size
@@ -51,7 +50,7 @@ def test_the_report_comes_once_after_the_first_epoch_of_the_run():
 
 
 @pytest.fixture(scope="module")
-def small_images(tmp_path_factory):
+def small_images(tmp_path_factory, make_folder_dataset):
     return make_folder_dataset(tmp_path_factory.mktemp("crop") / "data", n_train=4, n_val=1,
                                n_test=1, height=40, width=70)
 

@@ -7,7 +7,6 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from helpers import ROOT  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fcn_keras import Segmenter  # noqa: E402
@@ -18,7 +17,7 @@ from fcn_keras.metrics import ConfusionMatrix  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, repo_root):
     # Module fixtures run before the autouse float32 fixture: ask for float32 here, so that the
     # reference is the float32 model on every CPU (bfloat16 is the default where it is native).
     import keras
@@ -33,7 +32,7 @@ def exported(tmp_path_factory):
     directory = tmp_path_factory.mktemp("export")
     export_model(segmenter.model, directory, segmenter.classes, parse_args(["--summary"]),
                  tflite_size=(240, 320))
-    images = np.stack([np.asarray(Image.open(ROOT / "data" / "drinks" / f"00001{i}.jpg"))
+    images = np.stack([np.asarray(Image.open(repo_root / "data" / "drinks" / f"00001{i}.jpg"))
                        for i in (81, 90)]).astype(np.float32) / 255.0
     reference = segmenter.model(images, training=False).numpy()
     return directory, images, reference

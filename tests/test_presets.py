@@ -145,28 +145,8 @@ def test_configure_runtime_resets_the_policy():
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
-def _make_camvid(root, rng, counts=(("train", 4), ("val", 2), ("test", 2)), size=(72, 96)):
-    """A tiny SegNet-layout CamVid: images, index masks with void (11) borders, the lists."""
-    import numpy as np
-    from helpers import shapes_image
-    from PIL import Image
-
-    for split, n in counts:
-        lines = []
-        for i in range(n):
-            image, mask = shapes_image(rng, *size)
-            mask = np.where(mask == 2, 8, mask * 3)   # road (3) and car (8) on sky (0)
-            mask[0, :] = 11                            # void, ignored
-            for folder, array in ((split, image), (f"{split}annot", mask.astype(np.uint8))):
-                (root / folder).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(root / folder / f"{split}{i:03d}.png")
-            lines.append(f"{split}/{split}{i:03d}.png {split}annot/{split}{i:03d}.png")
-        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
 @pytest.mark.slow
-def test_camvid_recipe_runs_end_to_end(tmp_path):
+def test_camvid_recipe_runs_end_to_end(tmp_path, make_camvid_dataset):
     """The recipe's commands on a tiny CamVid layout: train with the preset (shortened), then
     evaluate with flip TTA; 11 classes, void ignored, the report on the test split."""
     import json
@@ -175,7 +155,7 @@ def test_camvid_recipe_runs_end_to_end(tmp_path):
 
     from fcn_keras.cli import main
 
-    data = _make_camvid(tmp_path / "camvid", np.random.default_rng(0))
+    data = make_camvid_dataset(tmp_path / "camvid", np.random.default_rng(0))
     out = tmp_path / "run"
     common = ["--preset", "camvid", "--data-path", str(data), "--save-dir", str(out),
               "--verbose", "0"]
@@ -210,7 +190,7 @@ def test_time_limit_does_not_claim_the_last_epoch():
 
 
 @pytest.mark.slow
-def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
+def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path, make_camvid_dataset):
     """`scripts/camvid.sh DATA OUT flags...`: the flags reach training and the evaluations (a
     model built with --arch fcn32s must be evaluated as one), except --resume (train only)."""
     import os
@@ -221,7 +201,7 @@ def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path):
     import numpy as np
 
     root = Path(__file__).resolve().parents[1]
-    data = _make_camvid(tmp_path / "camvid", np.random.default_rng(0))
+    data = make_camvid_dataset(tmp_path / "camvid", np.random.default_rng(0))
     out = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -266,7 +246,7 @@ def test_time_limit_fits_the_schedule_into_the_limit():
 
 
 @pytest.mark.slow
-def test_ablation_script_writes_one_line_per_row(tmp_path):
+def test_ablation_script_writes_one_line_per_row(tmp_path, make_camvid_dataset):
     """`scripts/ablation.sh DATA OUT ROW...`: each row trains within its budget and leaves one
     JSON line (row, its flags, best val mIoU and epoch, minutes)."""
     import os
@@ -277,7 +257,7 @@ def test_ablation_script_writes_one_line_per_row(tmp_path):
     import numpy as np
 
     root = Path(__file__).resolve().parents[1]
-    data = _make_camvid(tmp_path / "camvid", np.random.default_rng(1))
+    data = make_camvid_dataset(tmp_path / "camvid", np.random.default_rng(1))
     out = tmp_path / "ablation"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
            "MINUTES": "0.01", "EXTRA": "--n 1 --height 64 --width 64 --batch-size 2 "

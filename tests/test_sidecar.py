@@ -69,3 +69,17 @@ def test_a_damaged_settings_file_is_named(trained, tmp_path):
     config = parse_args(["--evaluate", "--data-path", str(data), "--restore-weights",
                          str(copy), "--arch", "fcn8s"])
     assert config.arch == "fcn8s"
+
+
+def test_companions_keep_the_dots_of_the_stem(tmp_path):
+    """Every file beside the weights is named from the stem without the weights suffix, dots
+    in the stem kept (`--dataset camvid.v2`): classes, settings, history and state agree."""
+    from fcn_keras.sidecar import beside, weights_stem
+    weights = tmp_path / "ResNet20v2-3layer-camvid.v2-best-iou.weights.h5"
+    assert weights_stem(weights) == "ResNet20v2-3layer-camvid.v2-best-iou"
+    assert beside(weights, ".classes.json").name == \
+        "ResNet20v2-3layer-camvid.v2-best-iou.classes.json"
+    assert settings_path(weights).name == "ResNet20v2-3layer-camvid.v2-best-iou.model.json"
+    assert beside(weights, "-state") == tmp_path / "ResNet20v2-3layer-camvid.v2-best-iou-state"
+    for name, stem in (("book.h5", "book"), ("model.keras", "model"), ("w.weights.h5", "w")):
+        assert weights_stem(tmp_path / name) == stem

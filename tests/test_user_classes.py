@@ -4,16 +4,17 @@ converts the masks again with another one; a --classes in another order is refus
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT
 from PIL import Image
 
 from fcn_keras.classes import ClassInfo
 from fcn_keras.datasets import load_dataset
 from fcn_keras.errors import ConfigError
 
+CONVERTER = Path(__file__).resolve().parents[1] / "utils" / "generate_gt_segmentation.py"
 USER_ORDER = "tahu goreng,piring,roti tawar"          # not the sorted order
 SORTED_ORDER = "piring,roti tawar,tahu goreng"
 BOXES = {"piring": ([2, 20, 20, 2], [2, 2, 14, 14]),
@@ -23,7 +24,7 @@ BOXES = {"piring": ([2, 20, 20, 2], [2, 2, 14, 14]),
 
 def converter():
     spec = importlib.util.spec_from_file_location(
-        "generate_gt_segmentation", ROOT / "utils" / "generate_gt_segmentation.py")
+        "generate_gt_segmentation", CONVERTER)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main

@@ -145,10 +145,8 @@ def test_an_image_outside_the_root_is_named(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
+def tiny_weights(tmp_path_factory, make_folder_dataset):
     pytest.importorskip("tensorflow")
-    from helpers import make_folder_dataset
-
     from fcn_keras.app import FCN
     from fcn_keras.config import parse_args
     root = tmp_path_factory.mktemp("via_cli")
