@@ -13,6 +13,8 @@ Two rules, one median:
 
 from __future__ import annotations
 
+from fcn_keras.errors import DataError
+
 LARGEST = 256
 BOOK_CROP = (480, 640)
 MAX_HEADERS = 500   # images whose headers are read (evenly spread over a large split)
@@ -27,8 +29,12 @@ def image_sizes(samples, limit: int | None = MAX_HEADERS) -> list[tuple[int, int
         samples = [samples[i * len(samples) // limit] for i in range(limit)]
     sizes = []
     for sample in samples:
-        with Image.open(sample.image) as image:
-            sizes.append((image.height, image.width))
+        try:
+            with Image.open(sample.image) as image:
+                sizes.append((image.height, image.width))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            # validation reads these headers too, but of a long split only some of them
+            raise DataError(f"{sample.image}: not a readable image ({exc})") from None
     return sizes
 
 

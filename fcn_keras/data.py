@@ -77,4 +77,4 @@ def generator(dataset, split: str, config, classes: ClassInfo, training: bool) -
                         f"image(s) without masks (e.g. {unlabelled[0].image}); it cannot be "
                         "trained or scored: use --split val, or --image-file to predict")
     return DataGenerator(samples, pipeline_options(config, classes, training), training,
-                         config.channels)
+                         config.channels, check_files=split in dataset.deferred)

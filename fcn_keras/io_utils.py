@@ -33,6 +33,11 @@ PIPELINE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 # PIL modes of a single-channel index mask.
 MASK_MODES = ("L", "P", "I", "I;16", "1")
+# Lists of at most this many images get every check of every file before anything is done
+# (`check_image`: headers, PNG checksums, JPEG end markers); a longer list gets them on this
+# many, evenly spread (`spread`), and cheaper checks on all (docs/bad-input.md, "Long input
+# lists"): the dataset checks, `datasets.checks`, and the converter, `annotations.convert`.
+FULL_CHECK_LIMIT = 2000
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   Image.DecompressionBombError)
 
@@ -163,6 +168,13 @@ def write_index_png(path: str | Path, mask: np.ndarray, palette: list[int] | Non
     atomic_write_bytes(path, encode_index_png(mask, palette))
 
 
+def spread(items: list, limit: int) -> list:
+    """At most `limit` of `items`, evenly spread (all of them when there are no more)."""
+    if len(items) <= limit:
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
 def read_image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the file header only: PIL decodes lazily, so no pixels are read."""
     try:
@@ -264,3 +276,104 @@ def _jpeg_complete(path: Path) -> bool:
         else:
             position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
     return data.find(b"\xff\xd9", position) != -1
+
+
+# ---------------------------------------------------------------------------------------------
+# Image headers without PIL: for lists of 100,000 images, where PIL's open costs more than the
+# read itself.
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF))
+
+
+def quick_header(path: str | Path) -> tuple[str, tuple[int, int], int] | None:
+    """(format, (width, height), EXIF orientation) of a PNG or JPEG from its first bytes, with
+    a few small reads and no PIL; None for any other file, or anything unusual (missing, empty,
+    truncated before the size, a size PIL would refuse), which the caller then gives to
+    `check_image` for the usual message. The orientation is 1 where the file has none."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(33)
+            if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+                width, height = struct.unpack(">II", head[16:24])
+                return _plausible("PNG", width, height, _png_orientation(file))
+            if head[:2] == b"\xff\xd8":
+                file.seek(2)
+                found = _jpeg_header(file)
+                return None if found is None else _plausible("JPEG", *found)
+    except (OSError, ValueError, struct.error):
+        return None
+    return None
+
+
+def _plausible(fmt: str, width: int, height: int, orientation: int):
+    """None (the caller asks PIL, which gives the message) for no pixels or a size PIL refuses
+    as a decompression bomb."""
+    if width < 1 or height < 1 or width * height > 2 * (Image.MAX_IMAGE_PIXELS or float("inf")):
+        return None
+    return fmt, (width, height), orientation
+
+
+def _png_orientation(file) -> int:
+    """The orientation of a PNG's eXIf chunk, which must come before the image data."""
+    file.seek(33)
+    while True:
+        chunk = file.read(8)
+        if len(chunk) < 8 or chunk[4:8] in (b"IDAT", b"IEND"):
+            return 1
+        length = int.from_bytes(chunk[:4], "big")
+        if chunk[4:8] == b"eXIf":
+            return _exif_orientation(file.read(min(length, 65536)))
+        file.seek(length + 4, os.SEEK_CUR)   # the data and the CRC
+
+
+def _jpeg_header(file) -> tuple[int, int, int] | None:
+    """(width, height, orientation) from the segments before a JPEG's first frame header."""
+    orientation = 1
+    while True:
+        marker = file.read(2)
+        while len(marker) == 2 and marker[0] == 0xFF and marker[1] == 0xFF:   # fill bytes
+            marker = marker[1:] + file.read(1)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        kind = marker[1]
+        if kind == 0x01 or 0xD0 <= kind <= 0xD7:   # no length
+            continue
+        if kind in (0xD8, 0xD9, 0xDA):   # a second SOI, the end, or a scan before any frame
+            return None
+        length_bytes = file.read(2)
+        if len(length_bytes) < 2:
+            return None
+        length = int.from_bytes(length_bytes, "big")
+        if length < 2:
+            return None
+        if kind in _JPEG_SOF:
+            frame = file.read(5)
+            if len(frame) < 5:
+                return None
+            height, width = struct.unpack(">HH", frame[1:5])
+            return width, height, orientation
+        if kind == 0xE1 and orientation == 1:
+            payload = file.read(min(length - 2, 65536))
+            if payload[:6] == b"Exif\x00\x00":
+                orientation = _exif_orientation(payload[6:])
+            file.seek(length - 2 - len(payload), os.SEEK_CUR)
+        else:
+            file.seek(length - 2, os.SEEK_CUR)
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    """Tag 0x0112 of the first IFD of a TIFF-structured EXIF block; 1 if absent or broken."""
+    try:
+        order = {b"II": "<", b"MM": ">"}[tiff[:2]]
+        (offset,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[offset:offset + 2])
+        for index in range(count):
+            start = offset + 2 + 12 * index
+            tag, kind = struct.unpack(order + "HH", tiff[start:start + 4])
+            if tag == 0x0112 and kind == 3:   # SHORT
+                return struct.unpack(order + "H", tiff[start + 8:start + 10])[0]
+    except (KeyError, struct.error):
+        pass
+    return 1

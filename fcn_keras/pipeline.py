@@ -11,6 +11,7 @@ Nothing is held in memory beyond the prefetch buffers, so memory does not grow w
 
 from __future__ import annotations
 
+import collections
 import functools
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from fcn_keras.io_utils import check_image, read_index_mask
 # the mask reader's DataError inside numpy_function: Unknown).
 PIPELINE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
                    tf.errors.UnknownError, tf.errors.DataLossError)
+MAX_NAMED = 20   # unreadable files named in one error
 
 
 @dataclass
@@ -50,6 +52,36 @@ def _read_mask(path) -> np.ndarray:
     return read_index_mask(path)[..., None]
 
 
+# The last DataErrors raised inside tf.data by `_read_checked_mask`, newest last: TensorFlow
+# passes them on as an op error whose text is its own, so `names_unreadable_files` reads them
+# here instead of decoding every file to find the culprit.
+PIPELINE_FAILURES: collections.deque = collections.deque(maxlen=MAX_NAMED)
+# Hashes of the (image, mask) pairs `_read_checked_mask` has passed: each pair is checked the
+# first time it is read, not every epoch (a few MB for 100,000 pairs).
+_CHECKED_PAIRS: set[int] = set()
+
+
+def _read_checked_mask(image_path, mask_path) -> np.ndarray:
+    """`_read_mask` after the checks validation leaves to the pipeline for long splits
+    (`datasets.checks.FULL_CHECK_LIMIT`): the image's (`check_image`: header, format, PNG
+    checksums, JPEG end marker) and the mask's (mode, size = the image's), the first time the
+    pair is read in this process."""
+    image_path, mask_path = (p.decode() if isinstance(p, bytes) else str(p)
+                             for p in (image_path, mask_path))
+    pair = hash((image_path, mask_path))
+    try:
+        size = None if pair in _CHECKED_PAIRS else check_image(image_path)
+        mask = read_index_mask(mask_path)
+        if size is not None and mask.shape != (size[1], size[0]):
+            raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image "
+                            f"{image_path} is {size[0]}x{size[1]} (width x height)")
+    except DataError as exc:
+        PIPELINE_FAILURES.append(str(exc))
+        raise
+    _CHECKED_PAIRS.add(pair)
+    return mask[..., None]
+
+
 def load_image(path: tf.Tensor, channels: int = 3) -> tf.Tensor:
     """Decode any PNG/JPEG/BMP/GIF into uint8 HxWxC (greyscale expanded, alpha dropped)."""
     data = tf.io.read_file(path)
@@ -58,9 +90,14 @@ def load_image(path: tf.Tensor, channels: int = 3) -> tf.Tensor:
     return image
 
 
-def load_mask(path: tf.Tensor) -> tf.Tensor:
-    """Read an index mask (mode L or P) as uint8 HxWx1 of raw class indices."""
-    mask = tf.numpy_function(_read_mask, [path], tf.uint8, stateful=False)
+def load_mask(path: tf.Tensor, image_path: tf.Tensor | None = None) -> tf.Tensor:
+    """Read an index mask (mode L or P) as uint8 HxWx1 of raw class indices; with `image_path`,
+    after `_read_checked_mask`'s checks of the image and the mask."""
+    if image_path is None:
+        mask = tf.numpy_function(_read_mask, [path], tf.uint8, stateful=False)
+    else:
+        mask = tf.numpy_function(_read_checked_mask, [image_path, path], tf.uint8,
+                                 stateful=False)
     mask.set_shape([None, None, 1])
     return mask
 
@@ -111,18 +148,22 @@ def names_unreadable_files(method):
     """Decorate a method of an object with `dataset` and `config` (the app's `FCN`) that runs
     the pipeline: a TensorFlow error caused by a file that cannot be decoded becomes a DataError
     naming the file(s). Validation's cheap checks catch nearly all such files up front; this
-    catches the rest (a file changed after validation, damage inside the compressed data)."""
+    catches the rest (a file changed after validation, damage inside the compressed data), and
+    in long splits, whose per-file checks the pipeline makes itself, the files it names."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        PIPELINE_FAILURES.clear()
         try:
             return method(self, *args, **kwargs)
         except PIPELINE_ERRORS as exc:
-            samples = [s for split in self.dataset.splits.values() for s in split]
-            problems = unreadable_files(samples, self.config.channels)
+            problems = list(dict.fromkeys(PIPELINE_FAILURES))   # named by the pipeline itself
+            if not problems:
+                samples = [s for split in self.dataset.splits.values() for s in split]
+                problems = unreadable_files(samples, self.config.channels)
             if not problems:
                 raise
-            shown = problems[:20] + ([f"and {len(problems) - 20} more"] if len(problems) > 20
-                                     else [])
+            shown = problems[:MAX_NAMED] + ([f"and {len(problems) - MAX_NAMED} more"]
+                                            if len(problems) > MAX_NAMED else [])
             raise DataError(f"{self.dataset.root}: the input pipeline stopped ("
                             f"{type(exc).__name__}) on {len(problems)} unreadable file(s):\n  "
                             + "\n  ".join(shown)) from None
@@ -268,16 +309,20 @@ class DataGenerator:
     """The book's `DataGenerator`: yields (image, mask) batches for train / val / test.
 
     Built from a list of `Sample`s (image and mask paths) of one split; `dataset()` returns a
-    `tf.data.Dataset` of `(float32 images [0, 1], uint8 masks HxWx1)` batches.
+    `tf.data.Dataset` of `(float32 images [0, 1], uint8 masks HxWx1)` batches. `check_files`:
+    check each image and mask as it is read (`_read_checked_mask`), for the long splits whose
+    per-file checks validation left to the pipeline (`SegmentationDataset.deferred`).
     """
 
-    def __init__(self, samples, options: PipelineOptions, training: bool, channels: int = 3):
+    def __init__(self, samples, options: PipelineOptions, training: bool, channels: int = 3,
+                 check_files: bool = False):
         if not samples:
             raise DataError("empty split: no images to train or evaluate on")
         self.samples = list(samples)
         self.options = options
         self.training = training
         self.channels = channels
+        self.check_files = check_files
 
     def __len__(self) -> int:
         """Batches per epoch (the book's `Sequence.__len__`)."""
@@ -299,7 +344,13 @@ class DataGenerator:
         return order.map(lambda i: (tf.gather(images, i), tf.gather(masks, i)))
 
     def _load(self, image_path, mask_path):
-        return load_image(image_path, self.channels), load_mask(mask_path)
+        if not self.check_files:
+            return load_image(image_path, self.channels), load_mask(mask_path)
+        # The checks first: a bad file stops here with its name, not in TensorFlow's decoder.
+        mask = load_mask(mask_path, image_path)
+        with tf.control_dependencies([mask]):
+            image = load_image(image_path, self.channels)
+        return image, mask
 
     def dataset(self, repeat: bool = False) -> tf.data.Dataset:
         opts = self.options

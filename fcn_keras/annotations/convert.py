@@ -42,7 +42,14 @@ from fcn_keras.annotations.rasterize import AREA_SHAPES, DRAW_ORDERS, degenerate
 from fcn_keras.annotations.records import AnnotatedImage, Source, format_problems
 from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import atomic_write_bytes, check_image, encode_index_png
+from fcn_keras.io_utils import (
+    FULL_CHECK_LIMIT,
+    atomic_write_bytes,
+    check_image,
+    encode_index_png,
+    quick_header,
+    spread,
+)
 
 
 @dataclass
@@ -60,7 +67,7 @@ class ConversionResult:
     formats: dict[str, str] = field(default_factory=dict)   # input -> format read
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     """One image to convert: its record, its split list, where its file is and its size."""
 
@@ -272,12 +279,19 @@ def exif_rotated(path: Path) -> bool:
 def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> list[_Job]:
     """Image sizes from the file headers (after `check_image`'s cheap truncation checks, so a
     broken image fails here, before anything is written), checked against the sizes the
-    annotation file gives; returns the jobs skipped for a missing or unreadable image."""
+    annotation file gives; returns the jobs skipped for a missing or unreadable image.
+
+    Of more than `FULL_CHECK_LIMIT` images, that many (evenly spread) get `check_image`; the
+    others only need their size, which `quick_header` reads from a PNG's or JPEG's first bytes
+    (anything else, or anything unusual, still goes to `check_image`). A truncated image
+    among them still converts, since its mask needs only the size; the dataset's checks and
+    the input pipeline refuse it, naming it, before it is trained on."""
     skipped = []
+    fully = {id(job) for job in spread(jobs, FULL_CHECK_LIMIT)}
     for job in jobs:
         where = f"{job.image.source}: {job.image.filename}"
         try:
-            width, height = _image_size(job)
+            width, height = _image_size(job, full=id(job) in fully)
         except DataError as exc:
             if skip_missing:
                 skipped.append(job)
@@ -292,13 +306,13 @@ def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> li
             continue
         job.size = (height, width)
         problems.extend(f"{where}: {p}" for p in _size_problems(job))
-        job.exif_rotated = not job.embedded and exif_rotated(job.path)
     return skipped
 
 
-def _image_size(job: _Job) -> tuple[int, int]:
+def _image_size(job: _Job, full: bool = True) -> tuple[int, int]:
     """(width, height) of the image file, or of the image the annotation file embeds when the
-    file is missing (LabelMe's imageData)."""
+    file is missing (LabelMe's imageData); sets `job.embedded` and `job.exif_rotated`. `full`:
+    `check_image`'s checks, else the header only where `quick_header` can read it."""
     if job.image.image_data is not None and not job.path.exists():
         job.embedded = True
         try:
@@ -308,7 +322,13 @@ def _image_size(job: _Job) -> tuple[int, int]:
             raise DataError(f"image file missing and its embedded imageData is not a "
                             f"readable image ({exc})") from None
     else:
-        width, height = check_image(job.path, pipeline=False)
+        header = None if full else quick_header(job.path)
+        if header is None:
+            width, height = check_image(job.path, pipeline=False)
+            job.exif_rotated = exif_rotated(job.path)
+        else:
+            (width, height), orientation = header[1:]
+            job.exif_rotated = orientation not in (0, 1)
     if width <= 0 or height <= 0:
         raise DataError(f"{job.path}: image has no pixels ({width}x{height})")
     return width, height

@@ -214,9 +214,11 @@ def load_via(json_path: str | Path, attribute: str | None = None) -> list[Annota
     return images
 
 
-def parse_via(data, source: str = "<json>", attribute: str | None = None
+def parse_via(data, source: str = "<json>", attribute: str | None = None, consume: bool = False
               ) -> tuple[list[AnnotatedImage], list[str]]:
-    """Parse an already-loaded VIA document: (images, problems), never raising on bad input."""
+    """Parse an already-loaded VIA document: (images, problems), never raising on bad input.
+    `consume`: take the 1.x/2.x image entries out of `data` as they are read, so that the
+    parsed document and its records are not both held in full (a file of 100,000 entries)."""
     if not isinstance(data, dict):
         return [], [f"{source}: not a VIA file (expected a JSON object at the top, "
                     f"got {type(data).__name__})"]
@@ -224,16 +226,17 @@ def parse_via(data, source: str = "<json>", attribute: str | None = None
         metadata = data["_via_img_metadata"]
         if not isinstance(metadata, dict):
             return [], [f"{source}: '_via_img_metadata' must be an object"]
-        return _parse_via2(metadata, source, attribute)
+        return _parse_via2(metadata, source, attribute, consume)
     if "metadata" in data and "file" in data and ("view" in data or "project" in data):
         return _parse_via3(data, source, attribute)
-    return _parse_via2(data, source, attribute)
+    return _parse_via2(data, source, attribute, consume)
 
 
-def _parse_via2(entries: dict, source: str, attribute: str | None):
+def _parse_via2(entries: dict, source: str, attribute: str | None, consume: bool = False):
     """1.x and 2.x entries (regions as a dict or a list)."""
     images, problems = [], []
-    for key, entry in entries.items():
+    for key in list(entries):
+        entry = entries.pop(key) if consume else entries[key]
         if not isinstance(entry, dict):
             problems.append(f"{source}: entry '{key}' is not an image entry (expected an object "
                             f"with 'filename' and 'regions', got {describe(entry)})")
@@ -371,5 +374,5 @@ def _via3_named_values(av: dict, attribute_defs: dict) -> dict:
 
 def read(source, document) -> Annotations:
     """The reader interface (see `fcn_keras.annotations`): a loaded VIA document."""
-    images, problems = parse_via(document, source.path.name, source.attribute)
+    images, problems = parse_via(document, source.path.name, source.attribute, consume=True)
     return Annotations(images, problems)

@@ -106,7 +106,10 @@ def load_dataset(data_path, data_format: str = "auto", allow_pickle: bool = Fals
     end markers; no pixels decoded), image/mask size mismatches and empty splits are reported
     together, and the mask values of each split of at most 2000 samples are decoded and checked
     by `check_mask_values` (a larger split, such as a full VOC-augmented set, would take minutes;
-    call `check_mask_values` yourself for it).
+    call `check_mask_values` yourself for it). A split of more than 2000 samples gets the file
+    checks on 2000 of them, evenly spread, and on all of them only whether each file exists and
+    is not empty; the input pipeline checks the others as it reads them and stops naming the
+    file (`datasets.checks`; 100,000 entries take seconds instead of a minute).
     """
     root = Path(data_path)
     if not root.is_dir():

@@ -19,7 +19,7 @@ from fcn_keras.errors import DataError
 SPLITS = ("train", "val", "test")
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     """One image and its index mask (None for an unlabelled test image)."""
 
@@ -37,6 +37,9 @@ class SegmentationDataset:
     classes: ClassInfo
     splits: dict[str, list[Sample]]
     notes: list[str] = field(default_factory=list)
+    # Splits whose per-file checks (headers, checksums, sizes) validation left to the input
+    # pipeline, which makes them as it reads each file (`datasets.checks.FULL_CHECK_LIMIT`).
+    deferred: set[str] = field(default_factory=set)
 
     @property
     def n_classes(self) -> int:

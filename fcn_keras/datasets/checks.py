@@ -2,6 +2,15 @@
 
 `validate_dataset` is cheap (headers, PNG checksums, JPEG end markers; no pixels decoded);
 `check_mask_values` decodes the masks and also gives the pixel count of each class.
+
+Long splits: a split of more than `FULL_CHECK_LIMIT` samples gets the full per-file checks on
+`FULL_CHECK_LIMIT` of its samples, evenly spread (what is wrong with every file, such as masks
+of the wrong mode or size, shows there), and cheap checks on all of them: every image and mask
+exists and is not empty, from one directory listing per folder instead of opening each file.
+The per-file checks of the others are left to the input pipeline, which makes them on each
+file as it reads it and stops with a `DataError` naming the file (`pipeline.DataGenerator`
+with `check_files`): the split's name is added to `dataset.deferred`. A split of 100,000
+entries is then validated in seconds instead of a minute and more.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from PIL import Image
 
 from fcn_keras.datasets.base import Sample, SegmentationDataset, display
 from fcn_keras.errors import DataError
-from fcn_keras.io_utils import MASK_MODES, check_image, mask_histogram
+from fcn_keras.io_utils import FULL_CHECK_LIMIT, MASK_MODES, check_image, mask_histogram, spread
 
 MAX_LISTED = 20
 N_WORKERS = min(8, os.cpu_count() or 1)
@@ -24,20 +33,72 @@ N_WORKERS = min(8, os.cpu_count() or 1)
 def validate_dataset(dataset: SegmentationDataset) -> None:
     """Report every missing or broken file and size mismatch at once (cheap checks only: no
     pixels are decoded). An empty split is only a note (VOC-style folders often ship an empty
-    test.txt): a command that uses it stops at `SegmentationDataset.split` with its name."""
+    test.txt): a command that uses it stops at `SegmentationDataset.split` with its name.
+    Splits longer than `FULL_CHECK_LIMIT`: see the module docstring."""
     problems = []
+    listing = FolderListing()
     for name, samples in dataset.splits.items():
         if not samples:
             note = (f"split '{name}' is empty; commands that do not use it go on, a command "
                     "that does stops")
             if note not in dataset.notes:
                 dataset.notes.append(note)
+        fully = spread(samples, FULL_CHECK_LIMIT)
+        if len(fully) < len(samples):
+            dataset.deferred.add(name)
+            opened = {id(sample) for sample in fully}
+            for sample in samples:
+                if id(sample) not in opened:
+                    problems.extend(_listed_problems(sample, dataset.root, listing))
         with ThreadPoolExecutor(N_WORKERS) as pool:
             for found in bounded_map(pool, lambda s: _sample_problems(s, dataset.root),
-                                     samples):
+                                     fully):
                 problems.extend(found)
     if problems:
         raise DataError(problem_report(dataset, problems))
+
+
+class FolderListing:
+    """The files of each folder and their sizes, from one `os.scandir` per folder: for a list of
+    100,000 entries, one directory read instead of a `stat` (or an open) per entry."""
+
+    def __init__(self):
+        self.folders: dict[str, dict[str, int]] = {}
+
+    def size(self, path: Path) -> int | None:
+        """The size of the file `path` (following links), None if there is no such file."""
+        directory, name = os.path.split(os.fspath(path))   # no Path objects: 100,000 of them
+        folder = self.folders.get(directory)
+        if folder is None:
+            folder = self.folders[directory] = {}
+            try:
+                with os.scandir(directory or os.curdir) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_file():
+                                folder[entry.name] = entry.stat().st_size
+                        except OSError:   # a link to nowhere, a file gone meanwhile
+                            pass
+            except (OSError, ValueError):
+                pass
+        return folder.get(name)
+
+
+def _listed_problems(sample: Sample, root: Path, listing: FolderListing) -> list[str]:
+    """The cheap checks of one sample of a long split: its image and mask exist and hold bytes."""
+    problems = []
+    for path, what in ((sample.image, "image"), (sample.mask, "mask")):
+        if path is None:
+            continue
+        size = listing.size(path)
+        if size is None:
+            reason = "image not found" if what == "image" else "mask file not found"
+        elif size == 0:
+            reason = "empty image file (0 bytes)"
+        else:
+            continue
+        problems.append(f"{display(path, root)}: {reason}")
+    return problems
 
 
 def bounded_map(pool, function, items, chunk: int = 1024):

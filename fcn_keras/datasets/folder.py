@@ -4,6 +4,7 @@ mask that no other list names is a training image."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 from fcn_keras.classes import ClassInfo
@@ -63,10 +64,14 @@ class ImageFinder:
     def _listing(self, directory: Path) -> dict[str, list[Path]]:
         if directory not in self.listings:
             found: dict[str, list[Path]] = {}
-            if directory.is_dir():
-                for path in directory.iterdir():
-                    if path.is_file() and "." in path.name:
-                        found.setdefault(path.name.rsplit(".", 1)[0], []).append(path)
+            try:   # entries' types come with the listing: no stat per file
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        if "." in entry.name and _is_file(entry):
+                            found.setdefault(entry.name.rsplit(".", 1)[0], []).append(
+                                directory / entry.name)
+            except (OSError, ValueError):   # no such folder: every stem's image is missing
+                pass
             self.listings[directory] = found
         return self.listings[directory]
 
@@ -81,3 +86,10 @@ class ImageFinder:
 
     def stems(self) -> list[str]:
         return sorted(self._listing(self.folder))
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
