@@ -47,7 +47,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The book's code on this machine class (DESIGN.md, "Benchmarks").
+# Reference figures for the book's own code (Atienza, chapter 12: its FCN on ResNet56v2 with a
+# keras.utils.Sequence that unpickles one-hot masks, float32) on this machine class (2-core
+# Zen 4), given with the task, not measured here: training images/s at 192x256 batch 4 and
+# 352x480 batch 2, seconds per evaluated image (0.27 / 0.66), peak RSS of training (4.6 / 7.3
+# GiB), its VIA converter's ms per 480x640 image and the bytes of its .npy mask per image.
 BOOK = {"train_img_s_192x256": 1.09, "train_img_s_352x480": 0.29,
         "eval_img_s_192x256": 1 / 0.27, "eval_img_s_352x480": 1 / 0.66,
         "peak_rss_mb_train_192x256": 4.6 * 1024, "peak_rss_mb_train_352x480": 7.3 * 1024,
@@ -57,7 +61,8 @@ TARGETS = {"train_img_s_192x256": (">=", 3.0), "train_img_s_352x480": (">=", 3.0
            "eval_img_s_192x256": (">=", 2.5), "eval_img_s_352x480": (">=", 2.5),
            "peak_rss_mb_train_192x256": ("<=", 0.5), "peak_rss_mb_train_352x480": ("<=", 0.5),
            "converter_ms_per_img": ("<=", 0.5), "mask_bytes_per_img": ("<=", 1 / 50)}
-PEAK_GFLOPS = {"float32": 450.0, "mixed_bfloat16": 770.0}   # this CPU's matrix-work peaks
+# this CPU's quoted matrix-work peaks (GFLOP/s), the denominators of train_peak_fraction_*
+PEAK_GFLOPS = {"float32": 450.0, "mixed_bfloat16": 770.0}
 BOOK_MODEL = {"n": 6, "layers_": 3, "head_filters": 256, "pyramid_filters": 512}
 QUICK_MODEL = {"n": 1, "layers_": 2, "head_filters": 8, "pyramid_filters": 16}
 # the models people train (benchmarked at the training size of the book model's rows)

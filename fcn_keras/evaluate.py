@@ -113,7 +113,14 @@ def score_split(predictor, dataset, n_classes: int, ignore_index: int, on_image=
 
 
 def write_report(path, metrics: dict, class_names, extra: dict | None = None) -> None:
-    """The JSON report (DESIGN.md keys), written atomically."""
+    """The JSON report, written atomically.
+
+    Keys: `pixel_accuracy`, `mean_accuracy`, `mean_iou`, `fw_iou`, `per_class_iou` (a list in
+    class order), `book_miou`, `book_pla` (the book's per-image figures), `per_class_iou_by_name`,
+    `per_class_accuracy`, `class_names`, `n_images`, `confusion_matrix` (rows: true class,
+    columns: predicted), then whatever `extra` adds (`write_outputs` adds `split`, `weights`,
+    `arch`, `tta`, `tta_scales`).
+    """
     report = {key: metrics[key] for key in ("pixel_accuracy", "mean_accuracy", "mean_iou",
                                             "fw_iou", "per_class_iou", "book_miou", "book_pla")}
     report["per_class_iou_by_name"] = dict(zip(class_names, metrics["per_class_iou"]))

@@ -1,4 +1,4 @@
-"""Segmentation metrics from one dataset-wide confusion matrix (DESIGN.md, "Metrics").
+"""Segmentation metrics from one dataset-wide confusion matrix, ignored pixels excluded.
 
 Per-batch averages of IoU are biased towards small images and rare classes, so every figure here
 is computed from a single confusion matrix accumulated over the whole split, as torchvision's

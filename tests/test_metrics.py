@@ -1,4 +1,6 @@
-"""Metric definitions of DESIGN.md checked against hand-computed confusion matrices."""
+"""The metrics of `fcn_keras.metrics` (pixel accuracy, mean class accuracy, per-class IoU, mIoU
+over the classes present in truth or prediction, frequency-weighted IoU, the book's per-image
+mIoU and pixel accuracy) checked against hand-computed confusion matrices."""
 
 import json
 
