@@ -47,9 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# Reference figures for the book's own code (Atienza, chapter 12: its FCN on ResNet56v2 with a
-# keras.utils.Sequence that unpickles one-hot masks, float32) on this machine class (2-core
-# Zen 4), given with the task, not measured here: training images/s at 192x256 batch 4 and
+# Reference figures for the book's own code (Atienza, chapter 12: its FCN on ResNet56v2, float32,
+# batches from a keras.utils.Sequence) on this machine class (2-core Zen 4), given with the
+# task, not measured here: training images/s at 192x256 batch 4 and
 # 352x480 batch 2, seconds per evaluated image (0.27 / 0.66), peak RSS of training (4.6 / 7.3
 # GiB), its VIA converter's ms per 480x640 image and the bytes of its .npy mask per image.
 BOOK = {"train_img_s_192x256": 1.09, "train_img_s_352x480": 0.29,
