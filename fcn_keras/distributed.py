@@ -72,15 +72,18 @@ def synchronize_batch_norm(model) -> int:
 @contextlib.contextmanager
 def lost_worker_errors():
     """Turn the error of a collective whose peer is gone into `WorkerLost`, one line that says
-    what happened and what to do, instead of TensorFlow's graph-execution traceback."""
+    what happened and what to do, instead of TensorFlow's graph-execution traceback.
+
+    The line points to the chief's --save-dir, not "this worker's files": when the chief is the
+    one lost, the survivor is a worker that wrote nothing there (tests/test_distributed.py)."""
     try:
         yield
     except PEER_ERRORS as exc:
         lines = [line.strip() for line in str(exc).splitlines() if "aborted" in line.lower()
                  or "peer" in line.lower()] or [type(exc).__name__]
-        raise WorkerLost(f"training stopped: another worker was lost ({lines[0][:200]}); this "
-                         "worker's files hold the last completed epoch: restart every worker "
-                         "with --resume") from None
+        raise WorkerLost(f"training stopped: another worker was lost ({lines[0][:200]}); the "
+                         "chief's --save-dir holds the last completed epoch: restart every "
+                         "worker with --resume") from None
 
 
 def from_chief(strategy, values: list) -> list:

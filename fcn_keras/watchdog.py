@@ -9,7 +9,9 @@ completed step and agreement (`beat`), local work that needs no peer (the chief'
 is excluded (`local`), and after `timeout` seconds without progress the process prints why and
 exits with status 75 (EX_TEMPFAIL: try again). It exits at once, without unwinding the stuck
 thread: every file it writes is written to a temporary name and renamed, so what is on disk is
-the last completed epoch, and `--resume` continues from there.
+the last completed epoch, and `--resume` continues from there. The message names the chief's
+`--save-dir` (only the chief writes files), since the worker that stops may be another one,
+which holds none, e.g. when the chief itself was lost.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class Watchdog:
     def _expire(self) -> None:
         self.fired = True
         print(f"error: no progress from {self.what} for {self.timeout:g} s (--worker-timeout): "
-              "a worker was lost or hangs; stopping this one. Its files hold the last "
-              "completed epoch: restart every worker with --resume", file=sys.stderr,
+              "a worker was lost or hangs; stopping this one. The chief's --save-dir holds "
+              "the last completed epoch: restart every worker with --resume", file=sys.stderr,
               flush=True)
         self.exit_fn(EXIT_STATUS)
