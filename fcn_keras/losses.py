@@ -50,10 +50,13 @@ class SegmentationLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         labels, valid = _labels(y_true, self.n_classes)
         probs = ops.cast(y_pred, "float32")
-        batch = ops.cast(ops.shape(probs)[0], "float32")
+        batch_size = ops.shape(probs)[0]
+        batch = ops.cast(batch_size, "float32")
         total = 0.0
         if self.kind in ("ce", "ce+dice", "ce+lovasz"):
-            picked = ops.take_along_axis(probs, ops.expand_dims(labels, -1), axis=-1)[..., 0]
+            # A one-hot product, not a gather: the same value, but the gather's gradient is a
+            # scatter (UnsortedSegmentSum) that took 12% of the quick model's training step.
+            picked = ops.sum(probs * ops.one_hot(labels, self.n_classes), axis=-1)
             ce = -ops.log(ops.clip(picked, 1e-7, 1.0))
             weights = valid
             if self.class_weights is not None:
@@ -63,11 +66,11 @@ class SegmentationLoss(keras.losses.Loss):
             replicas, count = global_count(ops.sum(weights))
             total = per_sample * batch * replicas / ops.maximum(count, 1e-6)
         if self.kind in ("dice", "ce+dice"):
-            total = total + dice_loss(labels, valid, probs, self.n_classes) * ops.ones_like(
-                probs[:, 0, 0, 0])
+            total = total + dice_loss(labels, valid, probs, self.n_classes) * ops.ones(
+                (batch_size,))
         if self.kind in ("lovasz", "ce+lovasz"):
-            total = total + lovasz_softmax(labels, valid, probs, self.n_classes) * ops.ones_like(
-                probs[:, 0, 0, 0])
+            total = total + lovasz_softmax(labels, valid, probs, self.n_classes) * ops.ones(
+                (batch_size,))
         return total
 
     def get_config(self):
