@@ -25,6 +25,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--policy", default="mixed_bfloat16")
+    p.add_argument("--top-layers", type=int, default=15, help="layers to list by time")
+    p.add_argument("--model", choices=("book", "quick"), default="book",
+                   help="book: the book's FCN (n=6, 3 levels); quick: the quick preset's "
+                   "fcn4s + ASPP on ResNet11v2 at --downsample 2 (the main job's model)")
     args = p.parse_args()
     import keras
     import numpy as np
@@ -35,7 +39,11 @@ def main() -> None:
     from fcn_keras.models import build_model
 
     keras.mixed_precision.set_global_policy(args.policy)
-    model, _ = build_model("fcn", 4, n=6, layers_=3, head_filters=256, pyramid_filters=512)
+    if args.model == "quick":
+        model, _ = build_model("fcn4s", 4, n=1, pyramid_filters=128, context="aspp",
+                               pyramid_blocks=2, bn_momentum=0.9, downsample=2)
+    else:
+        model, _ = build_model("fcn", 4, n=6, layers_=3, head_filters=256, pyramid_filters=512)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SegmentationLoss(4))
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, args.height, args.width, 3), np.float32) * 255
@@ -51,6 +59,7 @@ def main() -> None:
     path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
     space.ParseFromString(Path(path).read_bytes())
     by_type, examples, head = collections.Counter(), {}, 0.0
+    by_layer = collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
             if not line.name.startswith("tf_Compute"):
@@ -63,6 +72,7 @@ def main() -> None:
                 kind = name.rsplit(":", 1)[-1]
                 ms = event.duration_ps / 1e9
                 by_type[kind] += ms
+                by_layer[layer_of(name)] += ms
                 examples.setdefault(kind, name)
                 head += ms if "tconv_up_x" in name else 0.0
     total = sum(by_type.values())
@@ -70,6 +80,17 @@ def main() -> None:
           f"batch {args.batch}, {args.policy}); head transposed convs: {100 * head / total:.1f}%")
     for kind, ms in by_type.most_common(20):
         print(f"{kind[:36]:36s} {ms:9.1f} ms {100 * ms / total:5.1f}%  {examples[kind][:60]}")
+    print("by layer (forward and backward together):")
+    for layer, ms in by_layer.most_common(args.top_layers):
+        print(f"{layer[:60]:60s} {ms:9.1f} ms {100 * ms / total:5.1f}%")
+
+
+def layer_of(name: str) -> str:
+    """The layer an op event belongs to: its scope path without the gradient tape and the
+    op itself (`.../gradient_tape/model/block1_conv/Conv2D:Op` -> `model/block1_conv`)."""
+    parts = [p for p in name.rsplit(":", 1)[0].split("/")
+             if p not in ("StatefulPartitionedCall", "gradient_tape")]
+    return "/".join(parts[:-1]) or parts[0]
 
 
 if __name__ == "__main__":

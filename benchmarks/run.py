@@ -221,20 +221,25 @@ def plan(quick: bool, data: dict[str, Path], model: dict, only: str = "",
     return list(groups.values())
 
 
+ROOF_SUFFIXES = ("_of_gemm_roof", "_of_conv_roof", "_of_conv_train_roof")
+
+
 def roof(raw: dict, result: dict, kind: str, dtype: str) -> float | None:
     """The GEMM or conv roof (GFLOP/s) measured in the same run as `result`, or None."""
     measured = raw.get("gemm" if kind == "gemm" else "convroof")
     if not measured or measured.get("run") != result.get("run"):
         return None
-    return measured[dtype] if kind == "gemm" else measured[f"gflops_{dtype}"]
+    key = {"gemm": dtype, "conv": f"gflops_{dtype}", "conv_train": f"train_gflops_{dtype}"}[kind]
+    return measured.get(key)
 
 
 def add_fractions(out: dict, raw: dict, prefix: str, result: dict, gflops: float,
                   policy: str) -> None:
-    """`<prefix>_of_gemm_roof` and `<prefix>_of_conv_roof`: achieved GFLOP/s over the roofs
-    of the same run in the setup's compute precision."""
+    """`<prefix>_of_gemm_roof`, `<prefix>_of_conv_roof` and `<prefix>_of_conv_train_roof`:
+    achieved GFLOP/s over the roofs of the same run in the setup's compute precision (the
+    last, a 3x3 conv's forward + backward, is the one a training step is held to)."""
     dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
-    for kind in ("gemm", "conv"):
+    for kind in ("gemm", "conv", "conv_train"):
         measured = roof(raw, result, kind, dtype)
         if measured:
             out[f"{prefix}_of_{kind}_roof"] = gflops / measured
@@ -391,7 +396,7 @@ def format_table(out: dict) -> str:
                 "remat_train_img_s_192x256", "remat_train_img_s_352x480",
                 "remat_speed_cost_192x256", "remat_speed_cost_352x480",
                 "remat_peak_rss_ratio_192x256", "remat_peak_rss_ratio_352x480") + tuple(
-                    k for k in out if k.endswith(("_of_gemm_roof", "_of_conv_roof")) or
+                    k for k in out if k.endswith(ROOF_SUFFIXES) or
                     any(k == f"{v}_train_img_s_192x256" or k == f"{v}_peak_rss_mb_train_192x256"
                         for v in VARIANTS)):
         if key in out:

@@ -345,11 +345,12 @@ CONV_SHAPES = ((8, 48, 64, 64, 64), (8, 24, 32, 128, 128), (8, 120, 160, 64, 64)
 
 def run_conv(task: Task, setup: Setup) -> dict:
     """GFLOP/s of a forward 3x3 convolution at `CONV_SHAPES` in float32 and bfloat16 (the
-    roof a conv-bound network meets, beside the GEMM's); `gflops_<dtype>` is their median."""
+    roof a conv-bound network meets, beside the GEMM's); `gflops_<dtype>` is their median.
+    `train_gflops_<dtype>`: the same for a training step of each conv (`conv_training_step`)."""
     rng = np.random.default_rng(0)
     result = {}
     for dtype in ("float32", "bfloat16"):
-        rates = []
+        rates, train_rates = [], []
         for batch, height, width, c_in, c_out in CONV_SHAPES:
             x = tf.cast(rng.random((batch, height, width, c_in), np.float32), dtype)
             w = tf.cast(rng.normal(size=(3, 3, c_in, c_out)).astype(np.float32), dtype)
@@ -358,8 +359,28 @@ def run_conv(task: Task, setup: Setup) -> dict:
             rate = flop / best_seconds(conv, x, task.steps) / 1e9
             result[f"{dtype}_{batch}x{height}x{width}x{c_in}to{c_out}"] = rate
             rates.append(rate)
+            step = conv_training_step(w)
+            train_rate = 3 * flop / best_seconds(step, x, task.steps) / 1e9
+            result[f"train_{dtype}_{batch}x{height}x{width}x{c_in}to{c_out}"] = train_rate
+            train_rates.append(train_rate)
         result[f"gflops_{dtype}"] = statistics.median(rates)
+        result[f"train_gflops_{dtype}"] = statistics.median(train_rates)
     return result
+
+
+def conv_training_step(w):
+    """The forward pass of a 3x3 convolution and both its gradients (input and filter), three
+    convolutions' worth of FLOPs: what a training step asks of every conv layer, so the roof a
+    conv network's training can reach (backward convolutions run below the forward's rate)."""
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = tf.nn.conv2d(x, w, 1, "SAME")
+            loss = tf.reduce_sum(tf.cast(y, tf.float32))
+        dx, dw = tape.gradient(loss, [x, w])
+        return tf.reduce_sum(tf.cast(dx[:1, :1, :1], tf.float32)) + tf.reduce_sum(
+            tf.cast(dw[:1, :1, :1], tf.float32))
+    return tf.function(step)
 
 
 RUNNERS = {"train": run_train, "pipeline": run_pipeline, "eval": run_eval, "latency": run_latency,

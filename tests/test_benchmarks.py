@@ -17,6 +17,7 @@ ALSO = ("train_gflops_192x256", "forward_gflop_480x640", "plain_train_img_s_192x
         "train_img_s_192x256_vs_plain", "train_img_s_192x256_vs_book", "epoch_s_N", "epoch_s_4N",
         "peak_rss_mb_N", "peak_rss_mb_4N", "book_npy_bytes_per_img",
         "train_192x256_of_gemm_roof", "train_192x256_of_conv_roof", "eval_192x256_of_conv_roof",
+        "train_192x256_of_conv_train_roof",
         "remat_train_img_s_192x256", "remat_peak_rss_mb_train_352x480",
         "camvid_train_img_s_192x256",
         "quick_train_gflops_192x256", "fcn32s_train_192x256_of_gemm_roof",
@@ -63,5 +64,6 @@ def test_only_keeps_the_results_of_earlier_runs(tmp_path):
     merged = json.loads(out.read_text())
     assert merged["gemm_gflops_now"]["bfloat16"] == first["gemm_gflops_now"]["bfloat16"]
     assert merged["conv_gflops_now"]["gflops_bfloat16"] > 0
+    assert merged["conv_gflops_now"]["train_gflops_bfloat16"] > 0
     assert set(merged["raw"]) == {"gemm", "convroof"}
     assert merged["raw"]["gemm"]["run"] == first["raw"]["gemm"]["run"]
