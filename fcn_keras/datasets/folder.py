@@ -28,20 +28,22 @@ def looks_like(root: Path) -> bool:
 def load(root: Path, options: LoadOptions) -> SegmentationDataset:
     classes = _classes(root, options.names)
     finder = ImageFinder(root / "images")
-    stems = {}
+    splits = {}
     for split in SPLITS:
         path = root / f"{split}.txt"
-        if path.is_file():
-            stems[split] = [safe_relative(text, f"{path}:{number}")
-                            for number, text in read_list(path)]
-    if "train" not in stems:
-        listed = {str(s) for split_stems in stems.values() for s in split_stems}
-        stems = {"train": [PurePosixPath(s) for s in finder.stems()
-                           if s not in listed and (root / "masks" / f"{s}.png").is_file()],
-                 **stems}
-    splits = {split: [Sample(finder.find(stem), root / "masks" / f"{stem}.png", str(stem))
-                      for stem in split_stems] for split, split_stems in stems.items()}
+        if path.is_file():   # each line becomes its sample at once: no list of Paths between
+            splits[split] = [_sample(root, finder, safe_relative(text, f"{path}:{number}"))
+                             for number, text in read_list(path)]
+    if "train" not in splits:
+        listed = {s.stem for samples in splits.values() for s in samples}
+        splits = {"train": [_sample(root, finder, PurePosixPath(s)) for s in finder.stems()
+                            if s not in listed and (root / "masks" / f"{s}.png").is_file()],
+                  **splits}
     return SegmentationDataset(root, "folder", classes, splits)
+
+
+def _sample(root: Path, finder: ImageFinder, stem: PurePosixPath) -> Sample:
+    return Sample(finder.find(stem), root / "masks" / f"{stem}.png", str(stem))
 
 
 def _classes(root: Path, names: list[str] | None) -> ClassInfo:
@@ -59,17 +61,19 @@ class ImageFinder:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.listings: dict[Path, dict[str, list[Path]]] = {}
+        # Per folder: stem -> suffixes (".png", ...). Names, not Paths: a folder of 100,000
+        # images held 50 MB of Paths while its list was loaded.
+        self.listings: dict[Path, dict[str, list[str]]] = {}
 
-    def _listing(self, directory: Path) -> dict[str, list[Path]]:
+    def _listing(self, directory: Path) -> dict[str, list[str]]:
         if directory not in self.listings:
-            found: dict[str, list[Path]] = {}
+            found: dict[str, list[str]] = {}
             try:   # entries' types come with the listing: no stat per file
                 with os.scandir(directory) as entries:
                     for entry in entries:
                         if "." in entry.name and _is_file(entry):
-                            found.setdefault(entry.name.rsplit(".", 1)[0], []).append(
-                                directory / entry.name)
+                            stem, suffix = entry.name.rsplit(".", 1)
+                            found.setdefault(stem, []).append("." + suffix)
             except (OSError, ValueError):   # no such folder: every stem's image is missing
                 pass
             self.listings[directory] = found
@@ -78,11 +82,10 @@ class ImageFinder:
     def find(self, stem: PurePosixPath) -> Path:
         """The image of `stem`: the first of `IMAGE_SUFFIXES` present, else any file of that
         stem (validation then names what is wrong with it), else a `<stem>.*` that is missing."""
-        candidates = self._listing(self.folder / stem.parent).get(stem.name, [])
-        known = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
-        ordered = sorted(known, key=lambda p: IMAGE_SUFFIXES.index(p.suffix.lower())) \
-            or sorted(candidates)
-        return ordered[0] if ordered else self.folder / stem.parent / f"{stem.name}.*"
+        suffixes = self._listing(self.folder / stem.parent).get(stem.name, [])
+        known = [s for s in suffixes if s.lower() in IMAGE_SUFFIXES]
+        ordered = sorted(known, key=lambda s: IMAGE_SUFFIXES.index(s.lower())) or sorted(suffixes)
+        return self.folder / stem.parent / f"{stem.name}{ordered[0] if ordered else '.*'}"
 
     def stems(self) -> list[str]:
         return sorted(self._listing(self.folder))
