@@ -65,5 +65,20 @@ def test_only_keeps_the_results_of_earlier_runs(tmp_path):
     assert merged["gemm_gflops_now"]["bfloat16"] == first["gemm_gflops_now"]["bfloat16"]
     assert merged["conv_gflops_now"]["gflops_bfloat16"] > 0
     assert merged["conv_gflops_now"]["train_gflops_bfloat16"] > 0
-    assert set(merged["raw"]) == {"gemm", "convroof"}
+    assert set(merged["raw"]) == {"gemm", "gemm_end", "convroof", "convroof_end"}
     assert merged["raw"]["gemm"]["run"] == first["raw"]["gemm"]["run"]
+
+
+def test_a_roof_is_the_faster_of_the_runs_start_and_end():
+    """A roof caught in a slow window would inflate every fraction: the faster of the two
+    measurements of the same run counts; one from another run never does."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run
+    result = {"run": "b"}
+    raw = {"gemm": {"run": "b", "bfloat16": 400.0}, "gemm_end": {"run": "b", "bfloat16": 800.0},
+           "convroof": {"run": "a", "gflops_bfloat16": 900.0},
+           "convroof_end": {"run": "b", "gflops_bfloat16": 600.0, "train_gflops_bfloat16": 500.0}}
+    assert run.roof(raw, result, "gemm", "bfloat16") == 800.0
+    assert run.roof(raw, result, "conv", "bfloat16") == 600.0
+    assert run.roof(raw, result, "conv_train", "bfloat16") == 500.0
+    assert run.roof(raw, {"run": "c"}, "gemm", "bfloat16") is None
