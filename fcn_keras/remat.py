@@ -82,14 +82,62 @@ class _Remat:
     mode = "fcn_keras.backbone"
 
 
+def residual_segments(backbone) -> list:
+    """`backbone` cut into consecutive sub-models at its residual units' outputs (the `Add`
+    layers of the trunk, before the first of its outputs): one tensor crosses each cut, so a
+    segment recomputed in the backward pass keeps only its own activations at a time, not the
+    whole backbone's. The sub-models share the backbone's layers (no new weights). A backbone
+    without such cuts (the keras.applications ones, whose trunk is a nested model) is one
+    segment: itself."""
+    import keras
+    outputs = backbone.outputs
+    producers = {id(t._keras_history[0]) for t in outputs}
+    trunk = []
+    for layer in backbone.layers:
+        if id(layer) in producers:
+            break
+        trunk.append(layer)
+    cuts = [layer.output for layer in trunk if isinstance(layer, keras.layers.Add)]
+    pieces, start = [], backbone.inputs[0]
+    for cut in cuts:
+        try:
+            piece = keras.Model(start, cut, name=f"{backbone.name}_segment{len(pieces)}")
+        except ValueError:        # another tensor crosses this cut: the segment goes on
+            continue
+        pieces.append(piece)
+        start = cut
+    try:
+        pieces.append(keras.Model(start, outputs, name=f"{backbone.name}_segment{len(pieces)}"))
+    except ValueError:
+        return [backbone]
+    return pieces
+
+
+def _segmented(pieces):
+    """The backbone's call run segment by segment, each recomputed for its gradient."""
+    calls = [recompute(piece.call) for piece in pieces]
+
+    def call(inputs, *args, **kwargs):
+        x = inputs
+        for piece_call in calls:
+            x = piece_call(x, *args, **kwargs)
+        return x
+    return call
+
+
 def enable_remat(model) -> list[str]:
-    """Make each backbone of `model` a rematerialised segment (takes effect at the next trace);
-    returns their names."""
+    """Make each backbone of `model` a chain of rematerialised segments, one per residual unit
+    (takes effect at the next trace); returns the backbones' names."""
     names = []
     for backbone in _backbones(model):
+        pieces = residual_segments(backbone)
+        if pieces == [backbone]:
+            call = None
+        else:
+            call = _segmented(pieces)
         # Layer.__call__ routes through `rematerialized_call` when `_remat_mode` is set
         object.__setattr__(backbone, "_remat_mode", _Remat())
         object.__setattr__(backbone, "rematerialized_call",
-                           lambda layer_call, *a, **k: recompute(layer_call))
+                           lambda layer_call, *a, _call=call, **k: _call or recompute(layer_call))
         names.append(backbone.name)
     return names
