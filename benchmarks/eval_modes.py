@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Why evaluation passes run at one of two speeds: the tuned evaluation at 352x480 (the book's
-model, batch norms folded, 24 images a pass) under four conditions, each in a fresh process.
+model, batch norms folded, 24 images a pass) under five conditions, each in a fresh process.
 
-    python benchmarks/eval_modes.py --out benchmarks/eval_modes.json   # ~6 min on 2 cores
+    python benchmarks/eval_modes.py --out benchmarks/eval_modes.json   # ~8 min on 2 cores
 
-- `default`: as `run.py` measures it (`tf.data` decoding beside the model);
+- `default`: as `fcn.py --evaluate` and `run.py` run it: `tf.data` batches decoded ahead of
+  the model, 256 MB at a time (`fcn_keras.evaluate.score_split`; the whole split here);
+- `streaming`: each batch handed to the model as it comes (`tf.data` decoding beside the
+  model: the default until round 4);
 - `malloc-fixed`: glibc's dynamic mmap / trim thresholds pinned (MALLOC_MMAP_THRESHOLD_,
   MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_), so large buffers are neither handed back to the
   kernel nor faulted in again between calls: if the slow passes were page faults, they go;
@@ -34,8 +37,10 @@ from run import BOOK_MODEL, Task, make_data, spawn  # noqa: E402
 
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20), "MALLOC_TRIM_THRESHOLD_": str(2 ** 40),
           "MALLOC_TOP_PAD_": str(512 * 2 ** 20)}
-CONDITIONS = {"default": ({}, {}, "0,0"), "malloc-fixed": (MALLOC, {}, "0,0"),
-              "in-memory": ({}, {"in_memory": True}, "0,0"), "one-thread": ({}, {}, "1,1")}
+CONDITIONS = {"default": ({}, {}, "0,0"), "streaming": ({}, {"decode_ahead": 0}, "0,0"),
+              "malloc-fixed": (MALLOC, {"decode_ahead": 0}, "0,0"),
+              "in-memory": ({}, {"in_memory": True}, "0,0"),
+              "one-thread": ({}, {"decode_ahead": 0}, "1,1")}
 
 
 def main() -> int:
@@ -43,11 +48,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/eval_modes.json"))
     parser.add_argument("--repeats", type=int, default=8, help="timed passes per condition")
     parser.add_argument("--workdir", type=Path, help="keep the generated data here")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="comma-separated, among: " + ", ".join(CONDITIONS))
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="fcn-eval-modes-"))
     data = make_data(root, quick=False, log=print)
     results = {}
-    for name, (env, options, threads) in CONDITIONS.items():
+    for name in args.conditions.split(","):
+        env, options, threads = CONDITIONS[name]
         task = Task("eval", "tuned", 352, 480, 2, data=str(data["eval_352x480"]),
                     model=dict(BOOK_MODEL), key=name,
                     options={"images": 24, "repeats": args.repeats, **options})

@@ -205,8 +205,9 @@ def run_eval(task: Task, setup: Setup) -> dict:
 
 def evaluate_tuned(model, task: Task):
     """`fcn.py --evaluate`'s way: one `Predictor` for the split (batch norms folded unless
-    `options["fold_bn"]` is false), batches from `tf.data`."""
-    from fcn_keras.evaluate import score_split
+    `options["fold_bn"]` is false), batches from `tf.data` decoded ahead of the model
+    (`options["decode_ahead"]` bytes at a time; 0 streams them)."""
+    from fcn_keras.evaluate import DECODE_AHEAD_BYTES, score_split
     from fcn_keras.pipeline import DataGenerator, PipelineOptions
     from fcn_keras.predict import Predictor
     predictor = Predictor(model, fold_bn=task.options.get("fold_bn", True))
@@ -226,7 +227,8 @@ def evaluate_tuned(model, task: Task):
         return decoded[len(samples)]
 
     def evaluate(samples) -> None:
-        score_split(predictor, batches(samples), N_CLASSES, IGNORE_INDEX)
+        score_split(predictor, batches(samples), N_CLASSES, IGNORE_INDEX,
+                    decode_ahead=task.options.get("decode_ahead", DECODE_AHEAD_BYTES))
 
     return evaluate, lambda: predictor.traces
 

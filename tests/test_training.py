@@ -237,3 +237,33 @@ def test_model_predicting_the_truth_scores_one(tmp_path):
     metrics = score_split(Oracle(), dataset, 3, 255)
     for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou", "book_miou", "book_pla"):
         assert metrics[key] == pytest.approx(1.0), key
+
+
+@pytest.mark.parametrize("budget,read_before_first", [(0, 1), (10 ** 9, 5), (7000, 3)])
+def test_evaluation_decodes_ahead_within_its_budget(budget, read_before_first):
+    """score_split reads the batches `decode_ahead` bytes at a time before the model sees them
+    (0: one at a time) and scores them all, in order, whatever the chunking."""
+    from fcn_keras.evaluate import score_split
+
+    rng = np.random.default_rng(1)
+    # 5 batches of 2 images 8x12: 2304 bytes of float32 image + 768 of int32 mask each, so a
+    # 7000-byte budget is passed by the third
+    batches = [(rng.random((2, 8, 12, 3), np.float32),
+                rng.integers(0, 3, (2, 8, 12, 1)).astype(np.int32)) for _ in range(5)]
+    read, seen = [], []
+
+    def dataset():
+        for i, batch in enumerate(batches):
+            read.append(i)
+            yield batch
+
+    class Recorder:
+        def labels(self, images):
+            seen.append((len(read), images.copy()))
+            return np.zeros(images.shape[:3], np.uint8)
+
+    metrics = score_split(Recorder(), dataset(), 3, 255, decode_ahead=budget)
+    assert metrics["n_images"] == 10
+    assert seen[0][0] == read_before_first
+    for (_, images), (expected, _) in zip(seen, batches, strict=True):
+        np.testing.assert_array_equal(images, expected)
