@@ -106,6 +106,26 @@ def compact_weights(source: str | Path, target: str | Path) -> None:
             copy(src, dst)
 
 
+def export_backbone(model, target: str | Path) -> Path:
+    """Write the backbone of `model` (the book's ResNet with its features pyramid) as a
+    `--backbone-weights` file, float16-compacted: a trained model's backbone to start another
+    dataset's training from, since on a 2-core CPU a network trained from scratch is short of
+    epochs (issue 11). Only a backbone built with the same `--n`, `--layers`,
+    `--pyramid-filters` and `--pyramid-blocks` loads it. Written atomically; returns `target`.
+    """
+    from fcn_keras.remat import _backbones
+
+    backbones = _backbones(model)
+    if len(backbones) != 1:
+        raise ConfigError(f"model {model.name} has {len(backbones)} backbones; expected one")
+    target = Path(target)
+    with tempfile.TemporaryDirectory(prefix="fcn-backbone-") as scratch:
+        full = Path(scratch) / "backbone.weights.h5"
+        backbones[0].save_weights(str(full))
+        compact_weights(full, target)
+    return target
+
+
 def float32_model(model):
     """`model` itself when it computes in float32, else a float32 clone with its weights.
 
