@@ -199,15 +199,27 @@ class ImagenetPreprocess(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def weights_file(weights: str) -> Path:
+    """A `--backbone-weights` file: the path as given, else relative to the project (so a
+    preset can name a file shipped in `weights/` from wherever fcn.py is run)."""
+    path = Path(weights)
+    if not path.is_file() and not path.is_absolute() and (PROJECT_DIR / path).is_file():
+        return PROJECT_DIR / path
+    if not path.is_file():
+        raise ConfigError(f"--backbone-weights {weights}: file not found")
+    return path
+
+
 def _application_weights(name: str, weights: str | None):
     """Turn `--backbone-weights` into the `weights=` argument, failing clearly when offline."""
     if weights in (None, "none", ""):
         return None
     if weights == "imagenet":
         return "imagenet"
-    if not Path(weights).is_file():
-        raise ConfigError(f"--backbone-weights {weights}: file not found")
-    return str(weights)
+    return str(weights_file(weights))
 
 
 def build_application(name, input_shape, n_layers=3, weights=None):
@@ -245,10 +257,9 @@ def build_backbone(name, input_shape, n_layers=3, resnet_version=2, n=6, weights
         model = build_resnet(input_shape, n_layers=n_layers, version=resnet_version, n=n, l2=l2,
                              pyramid_filters=pyramid_filters, pyramid_blocks=pyramid_blocks)
         if weights not in (None, "none", ""):
-            if not Path(weights).is_file():
-                raise ConfigError(f"--backbone-weights {weights}: file not found")
+            path = weights_file(weights)
             try:
-                model.load_weights(weights)
+                model.load_weights(path)
             except Exception as exc:
                 raise ConfigError(f"--backbone-weights {weights}: cannot load into "
                                   f"{model.name}: {exc}") from None

@@ -121,10 +121,13 @@ class Config:
         return label if self.arch == "fcn" else f"{self.arch}-{label}"
 
     def model_options(self) -> dict:
-        """The keyword arguments of `models.build_model` chosen by these options."""
+        """The keyword arguments of `models.build_model` chosen by these options.
+        `--backbone-weights` starts a training; evaluating, predicting or exporting load the
+        whole model's weights, so there the backbone's file is neither read nor needed."""
         return dict(arch=self.arch, channels=self.channels, backbone=self.backbone,
                     layers_=self.layers, resnet_version=self.resnet_version, n=self.n,
-                    backbone_weights=self.backbone_weights, head_filters=self.head_filters,
+                    backbone_weights=self.backbone_weights if self.train else "none",
+                    head_filters=self.head_filters,
                     pyramid_filters=self.pyramid_filters, bn_momentum=self.bn_momentum,
                     fast_layers=self.fast_layers, context=self.context,
                     pyramid_blocks=self.pyramid_blocks, downsample=self.downsample)

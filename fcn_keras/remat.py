@@ -5,10 +5,13 @@ Keras' own `keras.RematScope` / `keras.remat` wrap each layer in `tf.recompute_g
 things make that unfit here: a layer-sized segment saves nothing in Conv-BN-ReLU chains (each
 layer's input must be kept either way, and that is all a convolution, a fused batch norm or a
 ReLU keeps), and a recomputed batch norm would update its moving statistics a second time.
-`enable_remat` instead makes the whole backbone (the nested `keras.Model` of the pyramid
-features) one segment: its forward pass keeps only its input and its outputs, and the
-backward pass runs it again under `recomputing()`, which this package's `BatchNormalization`
-reads to leave the moving statistics alone. The model's layers, weights and results are
+`enable_remat` instead cuts the backbone (the nested `keras.Model` of the pyramid features)
+at its residual units' outputs, where one tensor crosses, and makes each piece a segment: the
+forward pass keeps only the tensors at the cuts, and the backward pass runs one piece again at a
+time under `recomputing()`, which this package's `BatchNormalization` reads to leave the moving
+statistics alone. So the backward pass holds one unit's activations at a time, not the
+backbone's (the first version made the whole backbone one segment: its recomputation kept all
+of them again, and the peak fell by only a fifth). The model's layers, weights and results are
 unchanged (the weights file layout is the same with or without the flag); the price is one
 more forward pass of the backbone per step.
 """

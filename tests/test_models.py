@@ -215,3 +215,24 @@ def test_downsample_runs_the_same_network_on_a_smaller_image(tmp_path):
     model.load_weights(str(tmp_path / "plain.weights.h5"))
     plain_core = next(layer for layer in plain.layers if isinstance(layer, keras.Model))
     np.testing.assert_allclose(core(small).numpy(), plain_core(small).numpy(), atol=1e-6)
+
+
+def test_backbone_weights_start_a_training_only(tmp_path, monkeypatch):
+    """`--backbone-weights` (e.g. from a preset) is read when training starts; evaluating
+    loads the whole model's weights, so there the file is not needed. A relative path is also
+    looked up in the project, where shipped weights are."""
+    from fcn_keras import backbones
+    from fcn_keras.config import parse_args
+    (tmp_path / "w.weights.h5").write_bytes(b"x")
+    train = parse_args(["--train", "--backbone-weights", "weights/b.weights.h5"])
+    evaluate = parse_args(["--evaluate", "--restore-weights", str(tmp_path / "w.weights.h5"),
+                           "--backbone-weights", "weights/b.weights.h5"])
+    assert train.model_options()["backbone_weights"] == "weights/b.weights.h5"
+    assert evaluate.model_options()["backbone_weights"] == "none"
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "b.weights.h5").write_bytes(b"x")
+    monkeypatch.setattr(backbones, "PROJECT_DIR", tmp_path)
+    monkeypatch.chdir(tmp_path / "weights")
+    assert backbones.weights_file("weights/b.weights.h5") == tmp_path / "weights" / "b.weights.h5"
+    with pytest.raises(ConfigError, match="weights/c.weights.h5: file not found"):
+        backbones.weights_file("weights/c.weights.h5")
