@@ -62,3 +62,25 @@ def test_weight_files_interchange_with_and_without_remat(tmp_path):
     other.load_weights(tmp_path / "plain.weights.h5")
     for a, b in zip(plain.weights, other.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_the_backbone_is_recomputed_one_residual_unit_at_a_time():
+    """The ResNet is cut after each residual unit (3 stages x n units), the pyramid is the last
+    piece; the pieces chained give the backbone's outputs, and each is recomputed."""
+    from fcn_keras.remat import _backbones, residual_segments
+    model = _model(False)
+    backbone = _backbones(model)[0]
+    pieces = residual_segments(backbone)
+    assert len(pieces) == 3 * MODEL["n"] + 1
+    assert {id(w) for p in pieces for w in p.weights} == {id(w) for w in backbone.weights}
+    x = np.random.default_rng(1).random((1, 64, 64, 3), np.float32)
+    y = x
+    for piece in pieces:
+        y = piece(y)
+    for a, b in zip(backbone(x), y, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    remat = _model(True)
+    before = remat_module.RECOMPUTED["traces"]
+    _train(remat, steps=1)
+    built = remat_module.RECOMPUTED["traces"] - before
+    assert built > 0 and built % len(pieces) == 0   # every trace of the step: one per piece
