@@ -9,9 +9,9 @@ ReLU keeps), and a recomputed batch norm would update its moving statistics a se
 at its residual units' outputs, where one tensor crosses, and makes each piece a segment: the
 forward pass keeps only the tensors at the cuts, and the backward pass runs one piece again at a
 time under `recomputing()`, which this package's `BatchNormalization` reads to leave the moving
-statistics alone. So the backward pass holds one unit's activations at a time, not the
-backbone's (the first version made the whole backbone one segment: its recomputation kept all
-of them again, and the peak fell by only a fifth). The model's layers, weights and results are
+statistics alone. Measured (benchmarks/results-round4.json), the peak is the same as with the
+whole backbone as one segment (0.80x / 0.78x of training without the flag at 192x256 / 352x480),
+so the peak lies outside the backbone's kept activations; where it lies is not found yet. The model's layers, weights and results are
 unchanged (the weights file layout is the same with or without the flag); the price is one
 more forward pass of the backbone per step.
 """
