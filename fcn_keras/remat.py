@@ -11,9 +11,9 @@ forward pass keeps only the tensors at the cuts, and the backward pass runs one 
 time under `recomputing()`, which this package's `BatchNormalization` reads to leave the moving
 statistics alone. Measured (benchmarks/results-round4.json), the peak is the same as with the
 whole backbone as one segment (0.80x / 0.78x of training without the flag at 192x256 / 352x480),
-so the peak lies outside the backbone's kept activations; where it lies is not found yet. The model's layers, weights and results are
-unchanged (the weights file layout is the same with or without the flag); the price is one
-more forward pass of the backbone per step.
+so the peak lies outside the backbone's kept activations; where it lies is not found yet.
+The model's layers, weights and results are unchanged (the weights file layout is the same
+with or without the flag); the price is one more forward pass of the backbone per step.
 """
 
 from __future__ import annotations
