@@ -202,14 +202,15 @@ class ImagenetPreprocess(layers.Layer):
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
-def weights_file(weights: str) -> Path:
-    """A `--backbone-weights` file: the path as given, else relative to the project (so a
-    preset can name a file shipped in `weights/` from wherever fcn.py is run)."""
+def weights_file(weights: str, flag: str = "--backbone-weights") -> Path:
+    """A `--backbone-weights` (or `--init-weights`) file: the path as given, else relative to
+    the project (so a preset can name a file shipped in `weights/` from wherever fcn.py is
+    run)."""
     path = Path(weights)
     if not path.is_file() and not path.is_absolute() and (PROJECT_DIR / path).is_file():
         return PROJECT_DIR / path
     if not path.is_file():
-        raise ConfigError(f"--backbone-weights {weights}: file not found")
+        raise ConfigError(f"{flag} {weights}: file not found")
     return path
 
 

@@ -77,6 +77,7 @@ class Config:
     sync_bn: bool = False
     worker_timeout: float = 600.0
     resume: bool = False
+    init_weights: str | None = None
     tensorboard: bool = False
     seed: int | None = None
     time_limit: float | None = None
@@ -289,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "above the chief's validation time")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from its last completed epoch")
+    train.add_argument("--init-weights", metavar="FILE",
+                       help="start from another model's weights (e.g. the shipped CamVid "
+                       "model for your own photos): every layer whose name and weight shapes "
+                       "agree is loaded, the others (the class scores) start fresh; none: "
+                       "from scratch; ignored with --resume")
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument("--seed", type=int)
     train.add_argument("--time-limit", type=float, metavar="MINUTES",

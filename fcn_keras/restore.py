@@ -68,3 +68,43 @@ def _read_dataset(name, item) -> None:
     import h5py
     if isinstance(item, h5py.Dataset):
         item[()]
+
+
+def load_matching_weights(model, path: Path) -> list[str]:
+    """`--init-weights`: start a training from another model's weights file (the shipped CamVid
+    model for a user's own photos, say): every layer whose name and weight shapes agree with
+    the file is loaded, the others keep their fresh initial weights. Those are, between
+    models of the same `--arch` and backbone, the layers whose shapes follow the number of
+    classes (the scores and their upsampling). Returns the names of the layers left fresh;
+    refuses a file that fits no layer at all."""
+    import warnings
+
+    import numpy as np
+
+    check_weights_file(path)
+    layers = list(_weighted_layers(model))
+    before = [[np.array(w) for w in layer.get_weights()] for layer in layers]
+    with warnings.catch_warnings():   # Keras warns once per layer skipped
+        warnings.simplefilter("ignore")
+        try:
+            model.load_weights(str(path), skip_mismatch=True)
+        except Exception as exc:   # not a weights file Keras can read
+            raise ConfigError(f"--init-weights {path}: cannot be loaded "
+                              f"({str(exc).strip().splitlines()[0][:300]})") from None
+    fresh = [layer.name for layer, old in zip(layers, before)
+             if all(np.array_equal(new, was) for new, was in zip(layer.get_weights(), old))]
+    if len(fresh) == len(layers):
+        raise ConfigError(f"--init-weights {path}: no layer of this model matches the file "
+                          "(another --arch, --backbone or --n?); --init-weights none starts "
+                          "from scratch")
+    return fresh
+
+
+def _weighted_layers(model):
+    """Every layer with weights, inside nested models too."""
+    import keras
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _weighted_layers(layer)
+        elif layer.weights:
+            yield layer

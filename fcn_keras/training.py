@@ -190,6 +190,8 @@ def resume(app, optimizer):
     state = TrainingState(beside(app.weights_path, "-state"), app.model, optimizer,
                           scratch=not is_chief(), fresh=not c.resume)
     if not c.resume:
+        if c.init_weights and c.init_weights.lower() != "none":
+            init_weights(app)
         return history, state, 0
     if is_chief():
         remove_stale_temporaries(app.save_dir, weights_stem(app.weights_path), state.directory)
@@ -204,6 +206,16 @@ def resume(app, optimizer):
                f"{float(state.best.numpy()):.4f})")
     history.load(up_to_epoch=initial_epoch)
     return history, state, initial_epoch
+
+
+def init_weights(app) -> None:
+    """`--init-weights`: a fresh training starts from another model's matching layers."""
+    from fcn_keras.backbones import weights_file
+    from fcn_keras.restore import load_matching_weights
+    path = weights_file(app.config.init_weights, "--init-weights")
+    fresh = load_matching_weights(app.model, path)
+    log(app.config, f"--init-weights {path}: loaded every layer but {len(fresh)} "
+                    f"({', '.join(fresh)})")
 
 
 def remove_stale_temporaries(save_dir, stem: str, state_dir) -> None:

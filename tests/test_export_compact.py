@@ -47,3 +47,34 @@ def test_a_models_backbone_starts_another_training(tmp_path):
         build_model("fcn8s", n_classes=3, n=2, pyramid_filters=16, pyramid_blocks=1,
                     backbone_weights=str(path))
     assert not list(tmp_path.glob(".*"))
+
+
+def test_init_weights_loads_every_layer_but_the_class_scores(tmp_path):
+    """`--init-weights`: a model trained on other classes starts a new training with all its
+    layers but the ones whose shapes follow the classes; a model of another shape is refused."""
+    import keras
+
+    from fcn_keras.errors import ConfigError
+    from fcn_keras.restore import _weighted_layers, load_matching_weights
+    keras.utils.set_random_seed(0)
+    options = dict(n=1, pyramid_filters=16, pyramid_blocks=1, context="aspp", downsample=2)
+    trained, _ = build_model("fcn4s", n_classes=11, **options)
+    path = tmp_path / "other.weights.h5"
+    trained.save_weights(str(path))
+    keras.utils.set_random_seed(1)
+    fresh_model, _ = build_model("fcn4s", n_classes=4, **options)
+    fresh = load_matching_weights(fresh_model, path)
+    assert sorted(fresh) == sorted(f"{kind}{where}" for kind, where in [
+        ("score_stride", 32), ("score_stride", 16), ("score_stride", 8), ("score_stride", 4),
+        ("upsample_", "32_to_16"), ("upsample_", "16_to_8"), ("upsample_", "8_to_4"),
+        ("upsample_", "x4")])
+    loaded = 0
+    for a, b in zip(_weighted_layers(trained), _weighted_layers(fresh_model), strict=True):
+        if b.name not in fresh:
+            loaded += 1
+            for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+                np.testing.assert_array_equal(x, y, err_msg=b.name)
+    assert loaded > 40
+    other, _ = build_model("fcn", n_classes=4, n=1, pyramid_filters=16, head_filters=16)
+    with pytest.raises(ConfigError, match="no layer of this model matches"):
+        load_matching_weights(other, path)
