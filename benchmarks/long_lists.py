@@ -6,14 +6,12 @@ Builds, once, in `--folder`: a `folder` dataset whose `train.txt` lists N stems 
 masks are hard links to a few small files, so building takes seconds) and a VIA 2.x file with N
 image entries of one polygon each, whose last entry names a missing image; then times, each in
 a process of its own, `load_dataset` (the checks of `datasets.checks`), `convert_via` (the
-whole file parsed and checked; it stops with the one problem before writing a mask; a file
-over 16 MB is streamed entry by entry) and, as baselines, the same list loaded without
-validation (the sample list alone), the conversion with the file loaded whole (`via-whole`, as
-before streaming) and the VIA file's `json.loads` alone. Memory is the process's peak resident
-set size beyond what it held after the imports and, with `--trace`, Python's own peak
-(tracemalloc, which slows Python about 2x). The figures go to `--json` (default
-benchmarks/long_lists.json). `--repo` measures another checkout's fcn_keras (e.g. the one
-before a change) with the same harness.
+whole file parsed and checked; it stops with the one problem before writing a mask) and, as
+baselines, the same list loaded without validation (the sample list alone) and the VIA file's
+`json.loads` alone. Memory is the process's peak resident set size beyond what it held after
+the imports and, with `--trace`, Python's own peak (tracemalloc, which slows Python about 2x).
+The figures go to `--json` (default benchmarks/long_lists.json). `--repo` measures another
+checkout's fcn_keras (e.g. the one before a change) with the same harness.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
-CASES = ("folder", "folder-list", "via", "via-whole", "via-json")
+CASES = ("folder", "folder-list", "via", "via-json")
 LINKS_PER_FILE = 50_000   # ext4 allows 65,000 hard links to one file
 
 
@@ -103,13 +101,7 @@ def run_case(case: str, folder: Path, trace: bool) -> dict:
         from fcn_keras.annotations.records import read_json
         return f"{len(read_json(folder / 'v.json'))} entries"
 
-    def via_file(stream=True):
-        if not stream:   # the converter as it was before streaming: the document loaded whole
-            try:
-                from fcn_keras.annotations import via_stream
-                via_stream.STREAM_BYTES = float("inf")
-            except ImportError:   # a checkout from before streaming (--repo)
-                pass
+    def via_file():
         try:
             convert_via("v.json", folder, output_dir=folder / "masks")
         except DataError as exc:
@@ -117,7 +109,6 @@ def run_case(case: str, folder: Path, trace: bool) -> dict:
         return "no problem found"
 
     run = {"folder": folder_dataset, "via": via_file, "via-json": via_document,
-           "via-whole": lambda: via_file(stream=False),
            "folder-list": lambda: folder_dataset(validate=False)}[case]
     imports = max_rss_mb()
     if trace:
@@ -157,7 +148,6 @@ def main() -> None:
     for case, label in (("folder", f"train.txt with {args.entries} entries (load_dataset)"),
                         ("folder-list", "the same, validate=False (the sample list alone)"),
                         ("via", f"VIA file with {args.entries} entries (convert_via)"),
-                        ("via-whole", "the same, the file loaded whole instead of streamed"),
                         ("via-json", "the same file's json.loads alone (read_json)")):
         command = [sys.executable, __file__, "--case", case, "--entries", str(args.entries),
                    "--folder", str(args.folder), "--repo", str(args.repo)]

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from fcn_keras.annotations import coco, cvat, cvat_mask, labelme, via
 from fcn_keras.annotations.records import Annotations, Source, read_json
-from fcn_keras.annotations.via_stream import streamable
 from fcn_keras.errors import DataError
 
 READERS = {"via": via, "coco": coco, "labelme": labelme, "cvat": cvat, "cvat-mask": cvat_mask}
@@ -57,9 +56,6 @@ def read_source(source: Source, fmt: str = "auto") -> tuple[str, Annotations]:
     document = None
     json_file = source.path.is_file() and source.path.suffix.lower() == ".json"
     if json_file and (fmt == "auto" or fmt in JSON_FORMATS):
-        streamed = streamable(source.path, fmt)   # a large VIA 1.x/2.x file: entry by entry
-        if streamed is not None:
-            return "via", via.read(source, streamed)
         document = read_json(source.path)
     if fmt == "auto":
         fmt = detect_format(source.path, document)

@@ -46,7 +46,6 @@ from fcn_keras.annotations.records import (
     numeric_order,
     read_json,
 )
-from fcn_keras.annotations.via_stream import StreamedVia, streamable
 from fcn_keras.errors import DataError
 
 CLASS_KEYS = ("Name", "name", "class", "label", "type", "category")
@@ -209,8 +208,7 @@ def class_value(value, key: str) -> str | None:
 
 def load_via(json_path: str | Path, attribute: str | None = None) -> list[AnnotatedImage]:
     """Every image entry of a VIA 1.x/2.x/3.x JSON file; one DataError listing all problems."""
-    document = streamable(Path(json_path), "via") or read_json(json_path)
-    images, problems = parse_via(document, Path(json_path).name, attribute)
+    images, problems = parse_via(read_json(json_path), Path(json_path).name, attribute)
     if problems:
         raise DataError(format_problems(problems, f"{json_path}"))
     return images
@@ -218,14 +216,9 @@ def load_via(json_path: str | Path, attribute: str | None = None) -> list[Annota
 
 def parse_via(data, source: str = "<json>", attribute: str | None = None, consume: bool = False
               ) -> tuple[list[AnnotatedImage], list[str]]:
-    """Parse an already-loaded VIA document, or a `StreamedVia` file read entry by entry:
-    (images, problems), never raising on bad input. `consume`: take the 1.x/2.x image entries
-    out of `data` as they are read, so that the parsed document and its records are not both
-    held in full (a file of 100,000 entries)."""
-    if isinstance(data, StreamedVia):
-        if data.prefix and data.metadata_type != "map":
-            return [], [f"{source}: '_via_img_metadata' must be an object"]
-        return _parse_via2(data.entries(), source, attribute)
+    """Parse an already-loaded VIA document: (images, problems), never raising on bad input.
+    `consume`: take the 1.x/2.x image entries out of `data` as they are read, so that the
+    parsed document and its records are not both held in full (a file of 100,000 entries)."""
     if not isinstance(data, dict):
         return [], [f"{source}: not a VIA file (expected a JSON object at the top, "
                     f"got {type(data).__name__})"]
@@ -233,22 +226,17 @@ def parse_via(data, source: str = "<json>", attribute: str | None = None, consum
         metadata = data["_via_img_metadata"]
         if not isinstance(metadata, dict):
             return [], [f"{source}: '_via_img_metadata' must be an object"]
-        return _parse_via2(_entry_items(metadata, consume), source, attribute)
+        return _parse_via2(metadata, source, attribute, consume)
     if "metadata" in data and "file" in data and ("view" in data or "project" in data):
         return _parse_via3(data, source, attribute)
-    return _parse_via2(_entry_items(data, consume), source, attribute)
+    return _parse_via2(data, source, attribute, consume)
 
 
-def _entry_items(entries: dict, consume: bool):
-    """(key, entry) pairs of a loaded 1.x/2.x object; `consume` takes each out as it goes."""
-    for key in list(entries):
-        yield key, (entries.pop(key) if consume else entries[key])
-
-
-def _parse_via2(items, source: str, attribute: str | None):
-    """1.x and 2.x entries (regions as a dict or a list), from (key, entry) pairs."""
+def _parse_via2(entries: dict, source: str, attribute: str | None, consume: bool = False):
+    """1.x and 2.x entries (regions as a dict or a list)."""
     images, problems = [], []
-    for key, entry in items:
+    for key in list(entries):
+        entry = entries.pop(key) if consume else entries[key]
         if not isinstance(entry, dict):
             problems.append(f"{source}: entry '{key}' is not an image entry (expected an object "
                             f"with 'filename' and 'regions', got {describe(entry)})")
