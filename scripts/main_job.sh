@@ -10,8 +10,9 @@
 #
 # Model and recipe: the `quick` preset (fcn_keras/presets/quick.json): FCN-8s skip fusion plus a
 # stride-4 skip (fcn4s), a light ASPP context module and residual blocks on the pyramid, on the
-# book's ResNet v2 made shallow (ResNet11v2, --n 1), run on 2x2-averaged images; cross-entropy +
-# Dice, colour jitter; test scored with multi-scale + flip averaging (--tta ms-flip).
+# book's ResNet v2 (ResNet20v2, --n 2), started from the shipped CamVid model (--init-weights:
+# all but the class scores), run on 2x2-averaged images; cross-entropy + Dice, colour jitter;
+# test scored with multi-scale + flip averaging (--tta ms-flip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/drinks}
