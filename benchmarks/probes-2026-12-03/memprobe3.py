@@ -1,3 +1,4 @@
+# ruff: noqa -- kept exactly as it was run (see README.md here); not part of the package
 """Peak RSS and step time under malloc settings (mallopt via ctypes before TF loads)."""
 import ctypes, os, sys, time
 mode = sys.argv[2]
