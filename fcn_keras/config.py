@@ -292,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from its last completed epoch")
     train.add_argument("--init-weights", metavar="FILE",
                        help="start from another model's weights (e.g. the shipped CamVid "
-                       "model for your own photos): every layer whose name and weight shapes "
-                       "agree is loaded, the others (the class scores) start fresh; none: "
-                       "from scratch; ignored with --resume")
+                       "model for your own photos) of the same model settings: every layer "
+                       "whose weight shapes agree is loaded, the others (the class scores) "
+                       "start fresh; none: from scratch; ignored with --resume")
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument("--seed", type=int)
     train.add_argument("--time-limit", type=float, metavar="MINUTES",

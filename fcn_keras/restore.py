@@ -72,11 +72,12 @@ def _read_dataset(name, item) -> None:
 
 def load_matching_weights(model, path: Path) -> list[str]:
     """`--init-weights`: start a training from another model's weights file (the shipped CamVid
-    model for a user's own photos, say): every layer whose name and weight shapes agree with
-    the file is loaded, the others keep their fresh initial weights. Those are, between
-    models of the same `--arch` and backbone, the layers whose shapes follow the number of
-    classes (the scores and their upsampling). Returns the names of the layers left fresh;
-    refuses a file that fits no layer at all."""
+    model for a user's own photos, say): Keras matches the file's layers to the model's in
+    order, and every layer whose weight shapes agree is loaded; the others keep their fresh
+    initial weights. Between models of the same settings those are the layers whose shapes
+    follow the number of classes (the scores and their upsampling); `training.init_weights`
+    checks the settings first. Returns the names of the layers left fresh; refuses a file that
+    fits no layer at all."""
     import warnings
 
     import numpy as np
@@ -84,15 +85,25 @@ def load_matching_weights(model, path: Path) -> list[str]:
     check_weights_file(path)
     layers = list(_weighted_layers(model))
     before = [[np.array(w) for w in layer.get_weights()] for layer in layers]
+    for layer in layers:   # NaN marks what the file does not overwrite
+        for variable in layer.weights:
+            if np.issubdtype(np.dtype(variable.dtype), np.floating):
+                variable.assign(np.full(variable.shape, np.nan, np.dtype(variable.dtype)))
     with warnings.catch_warnings():   # Keras warns once per layer skipped
         warnings.simplefilter("ignore")
         try:
             model.load_weights(str(path), skip_mismatch=True)
         except Exception as exc:   # not a weights file Keras can read
+            for layer, old in zip(layers, before):
+                layer.set_weights(old)
             raise ConfigError(f"--init-weights {path}: cannot be loaded "
                               f"({str(exc).strip().splitlines()[0][:300]})") from None
-    fresh = [layer.name for layer, old in zip(layers, before)
-             if all(np.array_equal(new, was) for new, was in zip(layer.get_weights(), old))]
+    fresh = []
+    for layer, old in zip(layers, before):
+        if any(np.isnan(np.asarray(w, np.float64)).all() for w in layer.get_weights()
+               if np.issubdtype(np.asarray(w).dtype, np.floating)):
+            layer.set_weights(old)   # not in the file: its own initial weights again
+            fresh.append(layer.name)
     if len(fresh) == len(layers):
         raise ConfigError(f"--init-weights {path}: no layer of this model matches the file "
                           "(another --arch, --backbone or --n?); --init-weights none starts "

@@ -213,9 +213,25 @@ def init_weights(app) -> None:
     from fcn_keras.backbones import weights_file
     from fcn_keras.restore import load_matching_weights
     path = weights_file(app.config.init_weights, "--init-weights")
+    check_same_model(app.config, path)
     fresh = load_matching_weights(app.model, path)
     log(app.config, f"--init-weights {path}: loaded every layer but {len(fresh)} "
                     f"({', '.join(fresh)})")
+
+
+def check_same_model(config, path) -> None:
+    """Keras loads a weights file layer by layer in the model's order, not by name, so a file of
+    another architecture could fill layers that merely have the same shapes: when the file's
+    `.model.json` is there, every model setting it names must be this training's."""
+    from fcn_keras.sidecar import read_settings, settings_path
+    saved = read_settings(path) or {}
+    for name, value in saved.items():
+        if getattr(config, name, value) != value:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"--init-weights {path}: its model has {flag} {value} "
+                              f"({settings_path(path).name}), this training {flag} "
+                              f"{getattr(config, name)}; the models must agree but for the "
+                              "classes (or use --init-weights none)")
 
 
 def remove_stale_temporaries(save_dir, stem: str, state_dir) -> None:

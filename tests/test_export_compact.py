@@ -75,6 +75,22 @@ def test_init_weights_loads_every_layer_but_the_class_scores(tmp_path):
             for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
                 np.testing.assert_array_equal(x, y, err_msg=b.name)
     assert loaded > 40
-    other, _ = build_model("fcn", n_classes=4, n=1, pyramid_filters=16, head_filters=16)
+    unrelated = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    unrelated.save_weights(str(tmp_path / "dense.weights.h5"))
     with pytest.raises(ConfigError, match="no layer of this model matches"):
-        load_matching_weights(other, path)
+        load_matching_weights(fresh_model, tmp_path / "dense.weights.h5")
+
+
+def test_init_weights_refuses_a_model_of_other_settings(tmp_path):
+    """The weights file's `.model.json` must agree with the training's model settings."""
+    from fcn_keras.config import parse_args
+    from fcn_keras.errors import ConfigError
+    from fcn_keras.sidecar import write_settings
+    from fcn_keras.training import check_same_model
+    config = parse_args(["--train", "--arch", "fcn4s", "--n", "2"])
+    weights = tmp_path / "m.weights.h5"
+    write_settings(weights, config, 11)
+    check_same_model(config, weights)                                  # same: fine
+    check_same_model(config, tmp_path / "no-sidecar.weights.h5")       # nothing to compare
+    with pytest.raises(ConfigError, match="--n 2 .*--n 1"):
+        check_same_model(config.replace(n=1), weights)
