@@ -97,11 +97,20 @@ def apply_settings(config, given: set[str]):
     saved = read_settings(weights)
     if saved is None:
         return config
-    for name, value in saved.items():
-        if name in given and getattr(config, name) != value:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{settings_path(weights)}: the weights were trained with "
-                f"{flag} {value}, but {flag} {getattr(config, name)} was given; drop the flag "
-                "(the saved settings rebuild the model) or give the weights of that model")
+    conflict = contradicted(config, saved, [name for name in saved if name in given])
+    if conflict:
+        flag, value, given_value = conflict
+        raise ConfigError(
+            f"{settings_path(weights)}: the weights were trained with "
+            f"{flag} {value}, but {flag} {given_value} was given; drop the flag "
+            "(the saved settings rebuild the model) or give the weights of that model")
     return config.replace(**saved)
+
+
+def contradicted(config, saved: dict, names) -> tuple[str, object, object] | None:
+    """(flag, saved value, `config`'s value) of the first setting of `names` whose saved value
+    `config` contradicts; None when they agree."""
+    for name in names:
+        if getattr(config, name) != saved[name]:
+            return "--" + name.replace("_", "-"), saved[name], getattr(config, name)
+    return None

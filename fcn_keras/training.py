@@ -223,15 +223,14 @@ def check_same_model(config, path) -> None:
     """Keras loads a weights file layer by layer in the model's order, not by name, so a file of
     another architecture could fill layers that merely have the same shapes: when the file's
     `.model.json` is there, every model setting it names must be this training's."""
-    from fcn_keras.sidecar import read_settings, settings_path
+    from fcn_keras.sidecar import contradicted, read_settings, settings_path
     saved = read_settings(path) or {}
-    for name, value in saved.items():
-        if getattr(config, name, value) != value:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"--init-weights {path}: its model has {flag} {value} "
-                              f"({settings_path(path).name}), this training {flag} "
-                              f"{getattr(config, name)}; the models must agree but for the "
-                              "classes (or use --init-weights none)")
+    conflict = contradicted(config, saved, saved)
+    if conflict:
+        flag, value, given = conflict
+        raise ConfigError(f"--init-weights {path}: its model has {flag} {value} "
+                          f"({settings_path(path).name}), this training {flag} {given}; the "
+                          "models must agree but for the classes (or use --init-weights none)")
 
 
 def remove_stale_temporaries(save_dir, stem: str, state_dir) -> None:
