@@ -23,16 +23,22 @@ from fcn_keras.classes import IGNORE_INDEX
 
 
 def _as_labels(values, name: str) -> np.ndarray:
+    """`values` as a flat integer array, in its own integer type (uint8 labels stay uint8:
+    an int64 copy of every pixel cost more than the counting)."""
     array = np.asarray(values)
     if array.dtype == bool:
-        array = array.astype(np.int64)
+        array = array.astype(np.uint8)
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"{name} must hold integer class indices, got dtype {array.dtype} "
                          "(take the argmax of probabilities first)")
-    return array.reshape(-1).astype(np.int64, copy=False)
+    return array.reshape(-1)
 
 
 def _out_of_range(values: np.ndarray, n_classes: int) -> list[int]:
+    """Up to ten distinct values outside 0..n_classes-1 (a min/max pass first: the usual
+    answer, none, costs no boolean arrays)."""
+    if not values.size or (values.min() >= 0 and values.max() < n_classes):
+        return []
     bad = values[(values < 0) | (values >= n_classes)]
     return [int(v) for v in np.unique(bad)[:10]]
 
@@ -45,7 +51,8 @@ def _pair_counts(y_true, y_pred, n_classes: int, ignore_index: int) -> np.ndarra
         raise ValueError(f"y_true and y_pred differ in shape: {np.shape(y_true)} vs "
                          f"{np.shape(y_pred)}")
     keep = true != ignore_index
-    true, pred = true[keep], pred[keep]
+    if not keep.all():
+        true, pred = true[keep], pred[keep]
     bad = _out_of_range(true, n_classes)
     if bad:
         raise ValueError(f"y_true holds values {bad} outside 0..{n_classes - 1} that are not "
@@ -53,7 +60,9 @@ def _pair_counts(y_true, y_pred, n_classes: int, ignore_index: int) -> np.ndarra
     bad = _out_of_range(pred, n_classes)
     if bad:
         raise ValueError(f"y_pred holds values {bad} outside 0..{n_classes - 1}")
-    counts = np.bincount(n_classes * true + pred, minlength=n_classes * n_classes)
+    pairs = true.astype(np.intp) * n_classes
+    np.add(pairs, pred, out=pairs, casting="unsafe")   # both checked in range above
+    counts = np.bincount(pairs, minlength=n_classes * n_classes)
     return counts.reshape(n_classes, n_classes).astype(np.int64)
 
 

@@ -50,10 +50,15 @@ class Predictor:
         channels = model.input_shape[-1]
         spec = tf.TensorSpec((None, None, None, channels), tf.float32)
         self._probs = tf.function(self._probabilities, jit_compile=jit, input_signature=[spec])
+        self._argmax = tf.function(self._labels, jit_compile=jit, input_signature=[spec])
 
     def _probabilities(self, images):
         self.traces += 1    # Python runs only while tracing
         return tf.cast(self.network(images, training=False), tf.float32)
+
+    def _labels(self, images):
+        self.traces += 1
+        return tf.cast(tf.argmax(self.network(images, training=False), axis=-1), tf.uint8)
 
     def probabilities(self, images) -> np.ndarray:
         """Per-pixel class probabilities for a float32 [0, 1] batch (N, H, W, C)."""
@@ -79,16 +84,23 @@ class Predictor:
             total = probs if total is None else total + probs
         return total / len(self.scales)
 
-    def _padded_call(self, images: np.ndarray) -> np.ndarray:
-        """Run on a batch padded to the model's stride (static shapes, few traces)."""
+    def _padded_call(self, images: np.ndarray, function=None) -> np.ndarray:
+        """Run `function` (the probabilities by default) on a batch padded to the model's
+        stride, and crop the result back."""
         height, width = images.shape[1:3]
         pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
         if pad_h or pad_w:
             images = np.pad(images, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)])
-        return self._probs(tf.constant(images)).numpy()[:, :height, :width]
+        return (function or self._probs)(tf.constant(images)).numpy()[:, :height, :width]
 
     def labels(self, images) -> np.ndarray:
-        """Per-pixel class indices (uint8) for a batch."""
+        """Per-pixel class indices (uint8) for a batch. Without TTA or tiling the argmax runs
+        in the inference graph (on both cores, in the model's own precision, which orders
+        the classes as float32 would) and only uint8 labels come back: the float32
+        probabilities, their copy and numpy's one-thread argmax cost about 2% of an
+        evaluation at 192x256 (benchmarks/README.md, round 5)."""
+        if self.tta == "none" and self.tile is None:
+            return self._padded_call(np.asarray(images, np.float32), self._argmax)
         return np.argmax(self.probabilities(images), axis=-1).astype(np.uint8)
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:

@@ -65,3 +65,17 @@ def test_evaluating_a_split_of_three_sizes_traces_once():
     metrics = score_split(predictor, batches, 4, 255)
     assert metrics["n_images"] == 6
     assert predictor.traces == 1
+
+
+def test_labels_argmax_in_the_graph_match_the_probabilities():
+    """Without TTA the argmax runs inside the inference function; it must give the labels
+    of the probabilities, cropped back from the stride padding, as uint8."""
+    model = _model("fcn4s", context="aspp", pyramid_blocks=1)
+    predictor = Predictor(model)
+    rng = np.random.default_rng(5)
+    for shape in ((2, 64, 96), (1, 50, 70)):
+        x = rng.random((*shape, 3), np.float32)
+        labels = predictor.labels(x)
+        assert labels.dtype == np.uint8 and labels.shape == shape
+        np.testing.assert_array_equal(labels, predictor.probabilities(x).argmax(-1))
+    assert predictor.traces == 2    # one labels function and one probabilities function
