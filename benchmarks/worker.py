@@ -131,6 +131,10 @@ def run_train(task: Task, setup: Setup) -> dict:
     model = build(task, setup)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SegmentationLoss(N_CLASSES),
                   jit_compile=setup.jit)
+    # As `fcn.py --train` does (training.compile_model): the optimizer's slots are made before
+    # `fit`. Left to `fit`, the peak RSS with --remat at 192x256 was 200-230 MB higher
+    # (benchmarks/probes-2026-12-03/memprobe6.py, fit against fit-lazy).
+    model.optimizer.build(model.trainable_variables)
     samples = train_samples(task)
     clock = StepClock()
     if task.epochs:   # warm up on a few steps, then time whole epochs
