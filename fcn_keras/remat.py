@@ -9,9 +9,10 @@ ReLU keeps), and a recomputed batch norm would update its moving statistics a se
 at its residual units' outputs, where one tensor crosses, and makes each piece a segment: the
 forward pass keeps only the tensors at the cuts, and the backward pass runs one piece again at a
 time under `recomputing()`, which this package's `BatchNormalization` reads to leave the moving
-statistics alone. Measured (benchmarks/results-round4.json), the peak is the same as with the
-whole backbone as one segment (0.80x / 0.78x of training without the flag at 192x256 / 352x480),
-so the peak lies outside the backbone's kept activations; where it lies is not found yet.
+statistics alone. Measured (benchmarks/results-round5.json), peak RSS is 0.77x / 0.73x of
+training without the flag at 192x256 / 352x480, 0.52 / 0.42 of the book's; TensorFlow's own
+allocator peak falls by 46%, and what remains is mostly outside it (oneDNN, the C allocator;
+benchmarks/probes-2026-12-03/README.md).
 The model's layers, weights and results are unchanged (the weights file layout is the same
 with or without the flag); the price is one more forward pass of the backbone per step.
 """
