@@ -95,10 +95,9 @@ class Predictor:
 
     def labels(self, images) -> np.ndarray:
         """Per-pixel class indices (uint8) for a batch. Without TTA or tiling the argmax runs
-        in the inference graph (on both cores, in the model's own precision, which orders
-        the classes as float32 would) and only uint8 labels come back: the float32
-        probabilities, their copy and numpy's one-thread argmax cost about 2% of an
-        evaluation at 192x256 (benchmarks/README.md, round 5)."""
+        in the inference graph and only uint8 labels come back, instead of float32
+        probabilities and numpy's one-thread argmax over them (3.4 ms per batch of four
+        192x256 images, timed beside a training; benchmarks/README.md, round 5)."""
         if self.tta == "none" and self.tile is None:
             return self._padded_call(np.asarray(images, np.float32), self._argmax)
         return np.argmax(self.probabilities(images), axis=-1).astype(np.uint8)

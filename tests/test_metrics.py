@@ -191,3 +191,28 @@ def test_format_table_lists_classes_and_summary():
     assert str(cm).splitlines()[1].startswith("bg")
     with pytest.raises(ValueError, match="class names"):
         format_table(metrics, ["a"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, np.uint64])
+def test_counts_are_the_same_for_every_integer_type(dtype):
+    """Labels are counted in their own type (no int64 copy); every type gives the counts of
+    a plain pair-by-pair tally, ignored pixels left out."""
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 5, (3, 17, 23))
+    pred = rng.integers(0, 5, (3, 17, 23))
+    truth[0, :4] = 255
+    expected = np.zeros((5, 5), np.int64)
+    for t, p in zip(truth.ravel(), pred.ravel()):
+        if t != 255:
+            expected[t, p] += 1
+    matrix = ConfusionMatrix(5)
+    matrix.update(truth.astype(dtype), pred.astype(dtype))
+    np.testing.assert_array_equal(matrix.matrix, expected)
+
+
+def test_negative_and_boolean_labels():
+    matrix = ConfusionMatrix(2)
+    matrix.update(np.array([True, False, True]), np.array([True, True, False]))
+    np.testing.assert_array_equal(matrix.matrix, [[0, 1], [1, 1]])
+    with pytest.raises(ValueError, match=r"y_pred holds values \[-1\]"):
+        ConfusionMatrix(2).update(np.array([0, 1]), np.array([0, -1]))
