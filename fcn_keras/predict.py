@@ -57,8 +57,7 @@ class Predictor:
         return tf.cast(self.network(images, training=False), tf.float32)
 
     def _labels(self, images):
-        self.traces += 1
-        return tf.cast(tf.argmax(self.network(images, training=False), axis=-1), tf.uint8)
+        return tf.cast(tf.argmax(self._probabilities(images), axis=-1), tf.uint8)
 
     def probabilities(self, images) -> np.ndarray:
         """Per-pixel class probabilities for a float32 [0, 1] batch (N, H, W, C)."""
@@ -96,8 +95,8 @@ class Predictor:
     def labels(self, images) -> np.ndarray:
         """Per-pixel class indices (uint8) for a batch. Without TTA or tiling the argmax runs
         in the inference graph and only uint8 labels come back, instead of float32
-        probabilities and numpy's one-thread argmax over them (3.4 ms per batch of four
-        192x256 images, timed beside a training; benchmarks/README.md, round 5)."""
+        probabilities and numpy's one-thread argmax over them (4 ms per batch of four
+        192x256 images; benchmarks/probes-2026-12-03/metrics_cost.txt)."""
         if self.tta == "none" and self.tile is None:
             return self._padded_call(np.asarray(images, np.float32), self._argmax)
         return np.argmax(self.probabilities(images), axis=-1).astype(np.uint8)
