@@ -70,6 +70,7 @@ class Config:
     schedule: str = "book"
     warmup_epochs: int = 0
     ema: float = 0.0
+    recalibrate_bn: bool = False
     loss: str = "ce"
     class_weights: str = "none"
     steps_per_epoch: int | None = None
@@ -270,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep an exponential moving average of the weights (Polyak "
                        "averaging, e.g. 0.99 per step): validation, the best-weights file and "
                        "the end of training use the averaged weights; 0: off")
+    train.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction,
+                       help="after training, recompute the batch norms' statistics of the best "
+                       "weights over the training split's whole images, as evaluation feeds "
+                       "them (precise BN); kept if val mIoU does not fall "
+                       "(fcn_keras/recalibrate.py)")
     train.add_argument("--loss", choices=LOSSES,
                        help="ce: cross-entropy (class-weighted with --class-weights); dice; "
                        "lovasz: Lovász-softmax, a surrogate of the IoU; ce+dice, ce+lovasz: sums")

@@ -9,6 +9,7 @@ Every function takes the facade, `app`, for what a run shares: its `config`, `mo
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import keras
@@ -28,8 +29,12 @@ from fcn_keras.callbacks import (
 )
 from fcn_keras.errors import ConfigError, FCNError, OutputError
 from fcn_keras.evaluate import score_split
+from fcn_keras.export import save_weights_only
+from fcn_keras.io_utils import atomic_path, atomic_write_text
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
 from fcn_keras.predict import Predictor
+from fcn_keras.recalibrate import describe, recalibrate_if_better, record_path, training_images
+from fcn_keras.restore import load_weights
 from fcn_keras.runlock import SaveDirLock
 from fcn_keras.runtime import log
 from fcn_keras.sidecar import beside, weights_stem, write_sidecars
@@ -95,6 +100,8 @@ def _train(app, train_gen, val_gen) -> None:
                                             [nan_guard, accuracy, guard]))
     fault_injection.dump_weights(app.model)
     _report(app, nan_guard, accuracy)
+    if c.recalibrate_bn:
+        recalibrate_best(app, val_gen)
 
 
 def _guarded(app, state, run) -> None:
@@ -244,6 +251,34 @@ def remove_stale_temporaries(save_dir, stem: str, state_dir) -> None:
 
 
 # validation --------------------------------------------------------------------------------
+def recalibrate_best(app, val_gen) -> None:
+    """`--recalibrate-bn`: the best weights' batch-norm statistics recomputed over the
+    training split's whole images (`fcn_keras.recalibrate`), written in their place
+    (atomically) if val mIoU does not fall; the record goes beside them. Single process only:
+    in a cluster each worker would have to run it in step."""
+    c = app.config
+    if distributed.is_multiworker(app.strategy):
+        log(c, "--recalibrate-bn: skipped under multi-worker training; run "
+               "utils/recalibrate_bn.py on the best weights")
+        return
+    if not is_chief() or not app.weights_path.exists():
+        return
+    load_weights(app.model, app.weights_path, c)
+    predictor, val_ds = Predictor(app.model), val_gen.dataset()
+
+    def score():
+        return score_split(predictor, val_ds, app.classes.n_classes,
+                           app.classes.ignore_index)["mean_iou"]
+
+    record = recalibrate_if_better(app.model, training_images(app.dataset), score,
+                                   c.batch_size, c.channels)
+    if record["kept"]:
+        with atomic_path(app.weights_path, suffix=".weights.h5") as tmp:
+            save_weights_only(app.model, tmp)
+    atomic_write_text(record_path(app.weights_path), json.dumps(record, indent=1) + "\n")
+    log(c, describe(record))
+
+
 def accuracy_callback(app, val_gen, history, state, multiworker: bool) -> AccuracyCallback:
     """The book's callback scoring `val`; in a cluster the chief's score is shared, and its
     validation is local work for the watchdog (the others wait for it)."""

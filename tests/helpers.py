@@ -127,3 +127,12 @@ def wait_all(processes, timeout: float) -> list[int]:
                                      "killed")
         time.sleep(0.2)
     return [p.returncode for p in processes]
+
+
+def load_script(path: Path):
+    """A script of utils/ as a module (utils/ is no package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import load_script
+
 pytest.importorskip("tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +61,6 @@ def test_main_job_runs_on_any_via_folder(tmp_path):
     assert list(out.glob("fcn4s-*-food-best-iou.weights.h5"))
 
 
-def load_script(path: Path):
-    """A script of utils/ as a module (utils/ is no package)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_dataset_info_crop_and_test_image(tmp_path):
