@@ -4,7 +4,7 @@
 # whole images after every epoch; the best weights are then scored on test (val when the
 # folder has no test split; with the preset's --tta). One line per row goes to
 # OUT/ablation.jsonl (row, flags, best val mIoU, its epoch, epochs run, minutes of training and
-# validation, the scored split and its mIoU);
+# validation, the scored split and its mIoU, and with --recalibrate-bn val before and after);
 # weights, history and report stay in OUT/ROW/. EXTRA="flags" go to every row (before the
 # row's own). PRESET=quick runs the main job's recipe (rows about class weights do not apply).
 #
@@ -52,11 +52,17 @@ folder, row, flags = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 history = json.loads(next(folder.glob("*-best-iou-history.json")).read_text())
 report = json.loads((folder / "report.json").read_text())
 best = max(history, key=lambda r: r["val_mean_iou"])
+recalibrated = {}   # --recalibrate-bn (the camvid preset): val before and after
+for record in folder.glob("*-recalibrate-bn.json"):
+    r = json.loads(record.read_text())
+    recalibrated = {"recalibrated_val": [r["val_mean_iou_before"], r["val_mean_iou_after"]],
+                    "recalibration_kept": r["kept"]}
 print(json.dumps({"row": row, "flags": flags, "best_val_miou": round(best["val_mean_iou"], 4),
                   "best_epoch": best["epoch"], "epochs": len(history),
                   "minutes": round(sum(r["epoch_seconds"] + r.get("val_seconds", 0)
                                        for r in history) / 60, 2),
-                  "scored_split": report["split"], "scored_miou": round(report["mean_iou"], 4)}))
+                  "scored_split": report["split"], "scored_miou": round(report["mean_iou"], 4),
+                  **recalibrated}))
 EOF
     tail -n 1 "$OUT/ablation.jsonl"
 done

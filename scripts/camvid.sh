@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The CamVid recipe: train from scratch with the `camvid` preset (fcn_keras/presets/camvid.json),
-# then score the best weights on val (whole 360x480 images, 11 classes, void ignored), plain and
-# with flip test-time augmentation (and test, when the folder has test.txt), writing JSON
-# reports and the confusion matrix.
+# then score the best weights on val (whole 360x480 images, 11 classes, void ignored), plain, with
+# flip and with the preset's multi-scale + flip test-time augmentation (and test, when the folder
+# has test.txt, with the preset's), writing JSON reports and the confusion matrix. Training ends by
+# recomputing the best weights' batch-norm statistics over the training images
+# (--recalibrate-bn; the record is <weights stem>-recalibrate-bn.json).
 #
 #   scripts/camvid.sh /path/to/camvid [OUT]        # OUT defaults to runs/camvid
 #
@@ -23,10 +25,13 @@ for flag in "$@"; do [ "$flag" = "--resume" ] || EVAL_FLAGS+=("$flag"); done
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
     --split val --tta none --report "$OUT/report-val.json" --output-dir "$OUT" "${EVAL_FLAGS[@]}"
 python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
-    --split val --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip" "${EVAL_FLAGS[@]}"
+    --split val --tta flip --report "$OUT/report-val-flip.json" --output-dir "$OUT/flip" \
+    "${EVAL_FLAGS[@]}"
+python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
+    --split val --report "$OUT/report-val-msflip.json" --output-dir "$OUT/msflip" "${EVAL_FLAGS[@]}"
 if [ -f "$DATA/test.txt" ]; then   # the published CamVid figures are on test
     python fcn.py --evaluate --preset camvid --data-path "$DATA" --restore-weights "$WEIGHTS" \
         --split test --report "$OUT/report-test.json" --output-dir "$OUT/test" "${EVAL_FLAGS[@]}"
 fi
 python utils/plot_history.py "${WEIGHTS%.weights.h5}-history.json" --out "$OUT/history.png"
-echo "Done: weights $WEIGHTS, reports $OUT/report-val.json and $OUT/report-val-flip.json"
+echo "Done: weights $WEIGHTS, reports $OUT/report-val.json, -flip.json and -msflip.json"

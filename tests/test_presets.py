@@ -18,8 +18,9 @@ def test_camvid_preset_is_shipped_and_parses():
     assert (config.height, config.width, config.batch_size) == (288, 384, 8)
     assert config.class_weights == "median-freq-sqrt" and config.loss == "ce+dice"
     assert config.color_jitter == 0.2 and config.schedule == "cosine"
-    assert config.mixed_precision is None and config.time_limit <= 120 and config.tta == "flip"
+    assert config.mixed_precision is None and config.time_limit <= 120 and config.tta == "ms-flip"
     assert config.data_format == "camvid" and config.data_path == "/somewhere"
+    assert config.recalibrate_bn
     assert config.weights_name == "fcn4s-ResNet20v2-3layer-camvid-best-iou.weights.h5"
 
 
@@ -212,10 +213,14 @@ def test_camvid_script_passes_model_flags_to_its_evaluations(tmp_path, make_camv
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "fcn32s-ResNet11v2-3layer-camvid-best-iou.weights.h5").is_file()
-    for name in ("report-val.json", "report-val-flip.json", "report-test.json"):
+    for name in ("report-val.json", "report-val-flip.json", "report-val-msflip.json",
+                 "report-test.json"):
         report = json.loads((out / name).read_text())
         assert len(report["per_class_iou"]) == 11
     assert json.loads((out / "report-val.json").read_text())["n_images"] == 2
+    assert json.loads((out / "report-val-msflip.json").read_text())["tta"] == "ms-flip"
+    record = out / "fcn32s-ResNet11v2-3layer-camvid-best-iou-recalibrate-bn.json"
+    assert json.loads(record.read_text())["images"] == 4     # --recalibrate-bn, from the preset
     assert (out / "history.png").is_file()
 
 
