@@ -19,6 +19,7 @@ in training.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -135,6 +136,32 @@ def recalibrate_if_better(model: keras.Model, image_paths, score, batch_size: in
             layer.moving_variance.assign(variance)
     return {**record, "val_mean_iou_before": round(before, 4),
             "val_mean_iou_after": round(after, 4), "kept": kept}
+
+
+def recalibrate_and_save(model: keras.Model, out: Path, train_images, val_batches, classes,
+                         batch_size: int = 8, channels: int = 3, note: dict | None = None
+                         ) -> dict:
+    """`recalibrate_if_better`, val scored on `val_batches` (a dataset of padded (images,
+    masks) batches); the weights written to `out` (atomically) if kept, and the record, with
+    `note` added, to `record_path(out)`. Returns the record."""
+    from fcn_keras.evaluate import score_split
+    from fcn_keras.export import save_weights_only
+    from fcn_keras.io_utils import atomic_path, atomic_write_text
+    from fcn_keras.predict import Predictor
+
+    predictor = Predictor(model)
+
+    def score():
+        return score_split(predictor, val_batches, classes.n_classes,
+                           classes.ignore_index)["mean_iou"]
+
+    record = {**recalibrate_if_better(model, train_images, score, batch_size, channels),
+              **(note or {})}
+    if record["kept"]:
+        with atomic_path(out, suffix=".weights.h5") as tmp:
+            save_weights_only(model, tmp)
+    atomic_write_text(record_path(out), json.dumps(record, indent=1) + "\n")
+    return record
 
 
 def record_path(weights: Path) -> Path:

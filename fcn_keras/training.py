@@ -9,7 +9,6 @@ Every function takes the facade, `app`, for what a run shares: its `config`, `mo
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import keras
@@ -29,11 +28,9 @@ from fcn_keras.callbacks import (
 )
 from fcn_keras.errors import ConfigError, FCNError, OutputError
 from fcn_keras.evaluate import score_split
-from fcn_keras.export import save_weights_only
-from fcn_keras.io_utils import atomic_path, atomic_write_text
 from fcn_keras.losses import SegmentationLoss, class_pixel_counts, load_class_weights
 from fcn_keras.predict import Predictor
-from fcn_keras.recalibrate import describe, recalibrate_if_better, record_path, training_images
+from fcn_keras.recalibrate import describe, recalibrate_and_save, training_images
 from fcn_keras.restore import load_weights
 from fcn_keras.runlock import SaveDirLock
 from fcn_keras.runtime import log
@@ -264,18 +261,8 @@ def recalibrate_best(app, val_gen) -> None:
     if not is_chief() or not app.weights_path.exists():
         return
     load_weights(app.model, app.weights_path, c)
-    predictor, val_ds = Predictor(app.model), val_gen.dataset()
-
-    def score():
-        return score_split(predictor, val_ds, app.classes.n_classes,
-                           app.classes.ignore_index)["mean_iou"]
-
-    record = recalibrate_if_better(app.model, training_images(app.dataset), score,
-                                   c.batch_size, c.channels)
-    if record["kept"]:
-        with atomic_path(app.weights_path, suffix=".weights.h5") as tmp:
-            save_weights_only(app.model, tmp)
-    atomic_write_text(record_path(app.weights_path), json.dumps(record, indent=1) + "\n")
+    record = recalibrate_and_save(app.model, app.weights_path, training_images(app.dataset),
+                                  val_gen.dataset(), app.classes, c.batch_size, c.channels)
     log(c, describe(record))
 
 

@@ -14,8 +14,6 @@ come from the files beside the weights, or `--preset`). Errors: one line, exit s
 """
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -39,11 +37,8 @@ def _recalibrate(out: Path, fcn_options: list[str]) -> int:
     from fcn_keras.app import FCN
     from fcn_keras.config import parse_args, resolve_weights_path
     from fcn_keras.errors import ConfigError
-    from fcn_keras.evaluate import score_split
-    from fcn_keras.export import save_weights_only
-    from fcn_keras.io_utils import atomic_path, atomic_write_text
-    from fcn_keras.predict import Predictor
-    from fcn_keras.recalibrate import describe, recalibrate_if_better, record_path, training_images
+    from fcn_keras.io_utils import atomic_write_bytes
+    from fcn_keras.recalibrate import describe, recalibrate_and_save, training_images
     from fcn_keras.sidecar import beside
 
     if not out.name.endswith(".weights.h5"):
@@ -54,24 +49,15 @@ def _recalibrate(out: Path, fcn_options: list[str]) -> int:
     source = resolve_weights_path(config)
     app = FCN(config)
     app.restore_weights()
-    predictor = Predictor(app.model)
-    val = app.generator("val", training=False).dataset()
-
-    def score():
-        return score_split(predictor, val, app.classes.n_classes,
-                           app.classes.ignore_index)["mean_iou"]
-
-    record = recalibrate_if_better(app.model, training_images(app.dataset), score,
-                                   config.batch_size, config.channels)
-    record["source"] = str(source)
+    record = recalibrate_and_save(app.model, out, training_images(app.dataset),
+                                  app.generator("val", training=False).dataset(), app.classes,
+                                  config.batch_size, config.channels,
+                                  note={"source": str(source)})
     if record["kept"]:
-        with atomic_path(out, suffix=".weights.h5") as tmp:
-            save_weights_only(app.model, tmp)
         for suffix in (".classes.json", ".model.json"):
             companion = beside(source, suffix)
             if companion.is_file() and companion.resolve() != beside(out, suffix).resolve():
-                shutil.copyfile(companion, beside(out, suffix))
-    atomic_write_text(record_path(out), json.dumps(record, indent=1) + "\n")
+                atomic_write_bytes(beside(out, suffix), companion.read_bytes())
     print(describe(record) + (f"; written to {out}" if record["kept"] else
                               f"; {out} not written"))
     return 0
