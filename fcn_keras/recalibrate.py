@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_keras.io_utils import read_image_size
-from fcn_keras.pipeline import load_image, normalize
+from fcn_keras.pipeline import normalize, read_rgb
 
 
 def batch_norm_layers(model: keras.Model) -> list:
@@ -48,7 +48,9 @@ def same_size_batches(image_paths, batch_size: int) -> list[list[str]]:
 
 
 def _read_batch(paths: list[str], channels: int) -> tf.Tensor:
-    return tf.stack([normalize(load_image(tf.constant(p), channels)) for p in paths])
+    """The images as the evaluation pipeline feeds them (float32 in [0, 1]); an unreadable
+    file stops with a DataError naming it (`read_rgb`)."""
+    return normalize(tf.constant(np.stack([read_rgb(p, channels) for p in paths])))
 
 
 class _Moments:
@@ -139,11 +141,14 @@ def recalibrate_if_better(model: keras.Model, image_paths, score, batch_size: in
 
 
 def recalibrate_and_save(model: keras.Model, out: Path, train_images, val_batches, classes,
-                         batch_size: int = 8, channels: int = 3, note: dict | None = None
-                         ) -> dict:
+                         batch_size: int = 8, channels: int = 3, note: dict | None = None,
+                         show_progress: bool = False) -> dict:
     """`recalibrate_if_better`, val scored on `val_batches` (a dataset of padded (images,
     masks) batches); the weights written to `out` (atomically) if kept, and the record, with
-    `note` added, to `record_path(out)`. Returns the record."""
+    `note` added, to `record_path(out)`. `show_progress`: a progress bar over the batches (a
+    heavy model takes minutes). Returns the record."""
+    from tqdm import tqdm
+
     from fcn_keras.evaluate import score_split
     from fcn_keras.export import save_weights_only
     from fcn_keras.io_utils import atomic_path, atomic_write_text
@@ -155,8 +160,14 @@ def recalibrate_and_save(model: keras.Model, out: Path, train_images, val_batche
         return score_split(predictor, val_batches, classes.n_classes,
                            classes.ignore_index)["mean_iou"]
 
-    record = {**recalibrate_if_better(model, train_images, score, batch_size, channels),
-              **(note or {})}
+    with tqdm(desc="recalibrating batch norm", unit="batch", disable=not show_progress,
+              leave=False) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(1)
+
+        record = {**recalibrate_if_better(model, train_images, score, batch_size, channels,
+                                          progress), **(note or {})}
     if record["kept"]:
         with atomic_path(out, suffix=".weights.h5") as tmp:
             save_weights_only(model, tmp)

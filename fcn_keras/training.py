@@ -262,7 +262,8 @@ def recalibrate_best(app, val_gen) -> None:
         return
     load_weights(app.model, app.weights_path, c)
     record = recalibrate_and_save(app.model, app.weights_path, training_images(app.dataset),
-                                  val_gen.dataset(), app.classes, c.batch_size, c.channels)
+                                  val_gen.dataset(), app.classes, c.batch_size, c.channels,
+                                  show_progress=c.verbose > 0)
     log(c, describe(record))
 
 

@@ -141,3 +141,17 @@ def test_the_utility_needs_weights_and_a_weights_name(folder_dataset, tmp_path, 
                          str(folder_dataset), "--restore-weights",
                          str(tmp_path / "missing.weights.h5")]) == 2
     assert "missing.weights.h5" in capsys.readouterr().err
+
+
+def test_a_broken_image_is_named_and_the_statistics_are_left_alone(tmp_path):
+    from fcn_keras.errors import DataError
+    paths = _images(tmp_path, [(16, 16)] * 3, np.random.default_rng(3))
+    paths[2].write_bytes(paths[2].read_bytes()[:-40])          # a truncated PNG, last batch
+    model = _conv_bn_model()
+    bn = model.get_layer("bn")
+    mean, variance = bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()
+    with pytest.raises(DataError, match="2.png"):
+        recalibrate_batch_norm(model, paths, batch_size=2)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), variance)
+    assert bn.momentum == 0.9

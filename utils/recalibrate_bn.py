@@ -52,7 +52,8 @@ def _recalibrate(out: Path, fcn_options: list[str]) -> int:
     record = recalibrate_and_save(app.model, out, training_images(app.dataset),
                                   app.generator("val", training=False).dataset(), app.classes,
                                   config.batch_size, config.channels,
-                                  note={"source": str(source)})
+                                  note={"source": str(source)},
+                                  show_progress=config.verbose > 0)
     if record["kept"]:
         for suffix in (".classes.json", ".model.json"):
             companion = beside(source, suffix)
