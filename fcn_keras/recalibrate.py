@@ -27,9 +27,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
-from fcn_keras.io_utils import read_image_size
+from fcn_keras.evaluate import score_split
+from fcn_keras.export import save_weights_only
+from fcn_keras.io_utils import atomic_path, atomic_write_text, read_image_size
 from fcn_keras.pipeline import normalize, read_rgb
+from fcn_keras.predict import Predictor
+from fcn_keras.sidecar import beside
 
 
 def batch_norm_layers(model: keras.Model) -> list:
@@ -79,6 +84,16 @@ class _Moments:
             layer.moving_variance.assign(variance.astype(np.float32))
 
 
+def _snapshot(layers) -> list:
+    return [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+
+
+def _restore(layers, snapshot) -> None:
+    for layer, (mean, variance) in zip(layers, snapshot):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+
+
 def recalibrate_batch_norm(model: keras.Model, image_paths, batch_size: int = 8,
                            channels: int = 3, progress=None) -> dict:
     """Set every trainable batch norm's moving mean and variance of `model` to the population
@@ -90,8 +105,7 @@ def recalibrate_batch_norm(model: keras.Model, image_paths, batch_size: int = 8,
     start = time.monotonic()
     if not layers or not batches:
         return {"images": 0, "batches": 0, "layers": len(layers), "seconds": 0.0}
-    originals = [(layer.momentum, layer.moving_mean.numpy(), layer.moving_variance.numpy())
-                 for layer in layers]
+    momenta, originals = [layer.momentum for layer in layers], _snapshot(layers)
     forward = tf.function(lambda images: model(images, training=True), reduce_retracing=True)
     moments = _Moments(layers)
     try:
@@ -104,12 +118,10 @@ def recalibrate_batch_norm(model: keras.Model, image_paths, batch_size: int = 8,
             if progress is not None:
                 progress(done, len(batches))
     except BaseException:
-        for layer, (_, mean, variance) in zip(layers, originals):
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(variance)
+        _restore(layers, originals)
         raise
     finally:
-        for layer, (momentum, _, _) in zip(layers, originals):
+        for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
     moments.assign()
     return {"images": sum(len(b) for b in batches), "batches": len(batches),
@@ -127,15 +139,13 @@ def recalibrate_if_better(model: keras.Model, image_paths, score, batch_size: in
     is left with the better statistics. Returns the record of `recalibrate_batch_norm` with
     `val_mean_iou_before`, `val_mean_iou_after` and `kept`."""
     layers = batch_norm_layers(model)
-    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    saved = _snapshot(layers)
     before = float(score())
     record = recalibrate_batch_norm(model, image_paths, batch_size, channels, progress)
     after = float(score())
     kept = after >= before
     if not kept:
-        for layer, (mean, variance) in zip(layers, saved):
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(variance)
+        _restore(layers, saved)
     return {**record, "val_mean_iou_before": round(before, 4),
             "val_mean_iou_after": round(after, 4), "kept": kept}
 
@@ -147,13 +157,6 @@ def recalibrate_and_save(model: keras.Model, out: Path, train_images, val_batche
     masks) batches); the weights written to `out` (atomically) if kept, and the record, with
     `note` added, to `record_path(out)`. `show_progress`: a progress bar over the batches (a
     heavy model takes minutes). Returns the record."""
-    from tqdm import tqdm
-
-    from fcn_keras.evaluate import score_split
-    from fcn_keras.export import save_weights_only
-    from fcn_keras.io_utils import atomic_path, atomic_write_text
-    from fcn_keras.predict import Predictor
-
     predictor = Predictor(model)
 
     def score():
@@ -177,7 +180,6 @@ def recalibrate_and_save(model: keras.Model, out: Path, train_images, val_batche
 
 def record_path(weights: Path) -> Path:
     """Where the record of a recalibration is kept: `<stem>-recalibrate-bn.json`."""
-    from fcn_keras.sidecar import beside
     return beside(weights, "-recalibrate-bn.json")
 
 

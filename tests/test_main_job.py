@@ -61,8 +61,6 @@ def test_main_job_runs_on_any_via_folder(tmp_path):
     assert list(out.glob("fcn4s-*-food-best-iou.weights.h5"))
 
 
-
-
 def test_dataset_info_crop_and_test_image(tmp_path):
     dataset_info = load_script(ROOT / "utils" / "dataset_info.py")
     main, suggest_crop = dataset_info.main, dataset_info.suggest_crop
