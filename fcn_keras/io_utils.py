@@ -175,6 +175,28 @@ def spread(items: list, limit: int) -> list:
     return [items[i * len(items) // limit] for i in range(limit)]
 
 
+class EvenSample:
+    """At most `limit` items of a stream of unknown length, evenly spread: every `stride`-th
+    item is kept, the stride doubling whenever more than twice `limit` are kept (so at most
+    2 x `limit` are ever held); `chosen()` spreads those over `limit`. Up to 2 x `limit`
+    items, that is `spread(items, limit)`."""
+
+    def __init__(self, limit: int):
+        self.limit, self.stride, self.seen = limit, 1, 0
+        self.kept: list[tuple[int, object]] = []
+
+    def offer(self, item) -> None:
+        if self.seen % self.stride == 0:
+            self.kept.append((self.seen, item))
+            if len(self.kept) > 2 * self.limit:
+                self.stride *= 2
+                self.kept = [(i, x) for i, x in self.kept if i % self.stride == 0]
+        self.seen += 1
+
+    def chosen(self) -> list:
+        return spread([item for _, item in self.kept], self.limit)
+
+
 def read_image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the file header only: PIL decodes lazily, so no pixels are read."""
     try:

@@ -204,8 +204,11 @@ def test_a_long_via_file_needs_only_the_headers(tmp_path, monkeypatch):
     folder = _via_folder(tmp_path / "via", 6)
     (folder / "i005.jpg").unlink()
     (folder / "i004.jpg").write_text("not an image")
-    assert convert.spread(list(range(6)), 2) == [0, 3]   # fully checked
-    _truncated(folder / "i002.jpg")   # only the header is needed: this converts
+    sample = convert.EvenSample(2)   # of the 4 images whose header was read quickly:
+    for i in range(4):
+        sample.offer(i)
+    assert sample.chosen() == [0, 2]   # fully checked after the pass
+    _truncated(folder / "i003.jpg")   # only the header is needed: this converts
     with pytest.raises(DataError) as info:
         convert_via("v.json", folder)
     assert_names(info, "2 problem(s)", "i005.jpg: image file not found",
@@ -216,6 +219,7 @@ def test_a_long_via_file_needs_only_the_headers(tmp_path, monkeypatch):
     assert sorted(result.mask_paths) == ["i000", "i001", "i002", "i003"]
     mask = np.asarray(Image.open(result.mask_paths["i002"]))
     assert mask.shape == (H, W) and mask.max() == 1
+    assert mask.shape == np.asarray(Image.open(result.mask_paths["i003"])).shape
 
 
 def _exif(orientation):

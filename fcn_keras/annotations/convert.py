@@ -24,6 +24,8 @@ import collections
 import io
 import json
 import os
+from array import array
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,7 +33,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from fcn_keras.annotations import read_source
+from fcn_keras.annotations import read_source, via
 from fcn_keras.annotations.classes import (
     ClassMap,
     class_map_from_declared,
@@ -44,27 +46,47 @@ from fcn_keras.classes import ClassInfo
 from fcn_keras.errors import DataError
 from fcn_keras.io_utils import (
     FULL_CHECK_LIMIT,
+    EvenSample,
     atomic_write_bytes,
     check_image,
     encode_index_png,
     quick_header,
-    spread,
 )
 
 
 @dataclass
 class ConversionResult:
-    """What a conversion produced; `stems` maps each split list's name to its images' stems."""
+    """What a conversion produced; `stems` maps each split list's name to its images' stems,
+    `image_paths` / `mask_paths` each image's stem to its image and mask (mappings that make
+    a `Path` when asked, so a conversion of 100,000 images does not hold 200,000 of them)."""
 
     output_dir: Path
     class_info: ClassInfo
     stems: dict[str, list[str]] = field(default_factory=dict)
-    image_paths: dict[str, Path] = field(default_factory=dict)
-    mask_paths: dict[str, Path] = field(default_factory=dict)
+    image_paths: Mapping[str, Path] = field(default_factory=dict)
+    mask_paths: Mapping[str, Path] = field(default_factory=dict)
     skipped_missing: int = 0
     warnings: list[str] = field(default_factory=list)
     written: int = 0       # files (re)written; the others already had the same bytes
     formats: dict[str, str] = field(default_factory=dict)   # input -> format read
+
+
+class PathsByStem(Mapping):
+    """stem -> `Path`, made on demand: ``folder / names[stem]``, or ``folder / pattern.format(
+    stem)`` when a pattern is given (the masks: one name per stem, nothing stored)."""
+
+    def __init__(self, folder: Path, names: dict[str, str], pattern: str | None = None):
+        self.folder, self.names, self.pattern = folder, names, pattern
+
+    def __getitem__(self, stem: str) -> Path:
+        name = self.names[stem]
+        return self.folder / (self.pattern.format(stem) if self.pattern else name)
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(slots=True)
@@ -79,6 +101,7 @@ class _Job:
     exif_rotated: bool = False
     embedded: bool = False                      # the image comes from the annotation file
     drawn: list = field(default_factory=list)   # the regions that will be painted
+    ordinal: int = 0                            # its place among all jobs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,6 +125,10 @@ def convert_annotations(inputs, data_path, output_dir=None, classes=None, attrib
         (a relative path is taken inside `data_path`, where the book's scripts look).
     show: also write ``<output_dir>/show/<stem>.png`` (image | colour mask) for a visual check.
     fmt: ``auto`` (from each file) or one of `fcn_keras.annotations.FORMATS`.
+
+    Memory: a VIA file of `via.STREAM_BYTES` or more is read one entry at a time, twice (to
+    check everything, then to write), so what is held is a few bytes per image plus its stem
+    and name, not its annotations (docs/bad-input.md, "Long input lists").
     """
     data_path = Path(data_path)
     if draw_order not in DRAW_ORDERS:
@@ -117,31 +144,51 @@ def convert_annotations(inputs, data_path, output_dir=None, classes=None, attrib
     output_dir = Path(output_dir) if output_dir is not None else data_path / "masks"
     given_info = parse_classes(classes)
 
-    problems: list[str] = []
-    reading = _Reading(data_path, attribute, fmt)
-    jobs = reading.jobs(paths, problems)
-    class_map = _class_map(jobs, given_info, reading.declared, problems)
-    skipped = _read_sizes(jobs, skip_missing, problems)
+    problems = _Problems()
+    reading = _Reading(data_path, attribute, fmt, problems.reading)
+    jobs = reading.jobs(paths)
+    checked = _check(jobs, given_info, skip_missing, problems)
+    reading.forget_names()
+    class_map = _class_map(jobs, checked.names, given_info, reading.declared, problems)
     if problems:
-        raise DataError(format_problems(problems))
+        raise DataError(format_problems(problems.all()))
 
-    result = ConversionResult(output_dir, class_map.info, skipped_missing=len(skipped),
+    result = ConversionResult(output_dir, class_map.info, skipped_missing=checked.skipped.count,
                               formats=reading.formats, warnings=reading.warnings)
     result.stems = {name: [] for name in reading.list_names}
-    skipped_ids = {id(job) for job in skipped}
-    jobs = [job for job in jobs if id(job) not in skipped_ids]
     npy_path = _inside(data_path, save_filename) if save_filename else None
+    kept = (job for job in jobs if job.ordinal not in checked.skipped_ordinals)
     try:
-        _write_outputs(jobs, class_map, result, draw_order, npy_path, show, progress)
+        tallies = _write_outputs(kept, jobs.count - checked.skipped.count, data_path, class_map,
+                                 result, draw_order, npy_path, show, progress)
     except OSError as exc:
         raise DataError(f"{output_dir}: cannot write the masks ({exc})") from None
-    result.warnings = _warnings(jobs, skipped, result.warnings)
+    outside = tallies.outside.message("region(s) lie entirely outside their image")
+    result.warnings = (_warnings(checked.skipped, tallies) + result.warnings
+                       + ([outside] if tallies.outside else []))
     return result
 
 
 def convert_via(json_paths, data_path, output_dir=None, **options) -> ConversionResult:
     """`convert_annotations` for VIA JSON files (the book's converter)."""
     return convert_annotations(json_paths, data_path, output_dir, fmt="via", **options)
+
+
+class _Problems:
+    """Every problem found, by kind, listed in this order: reading the files (and clashing
+    names), regions' classes, regions without a class, numbering the classes, classes not
+    among them, images and their sizes."""
+
+    def __init__(self):
+        self.reading, self.classes, self.missing = [], [], []
+        self.numbering, self.unknown, self.images = [], [], []
+
+    def all(self) -> list[str]:
+        return (self.reading + self.classes + self.missing + self.numbering + self.unknown
+                + self.images)
+
+    def __bool__(self) -> bool:
+        return any(self.all())
 
 
 def _is_dir(path: Path) -> bool:
@@ -167,11 +214,13 @@ def _resolve_input(path, data_path: Path) -> Path | None:
 
 
 class _Reading:
-    """Reads every input into jobs (one per image), with clashing names reported, and keeps
-    what the files declare: formats, class lists, warnings, split list names."""
+    """Reads every input into a `_Part` and, on the jobs' first pass, checks their names
+    (clashes are reported); keeps what the files declare: formats, class lists, warnings,
+    split list names. Problems go to `problems` in the inputs' order."""
 
-    def __init__(self, data_path: Path, attribute, fmt: str):
+    def __init__(self, data_path: Path, attribute, fmt: str, problems: list[str]):
         self.data_path, self.attribute, self.fmt = data_path, attribute, fmt
+        self.problems = problems
         self.formats: dict[str, str] = {}
         self.declared: list[tuple[str, tuple | None]] = []
         self.warnings: list[str] = []
@@ -179,58 +228,166 @@ class _Reading:
         self.by_name: dict[str, str] = {}
         self.by_stem: dict[str, str] = {}
 
-    def jobs(self, paths, problems: list[str]) -> list[_Job]:
-        jobs, seen = [], {}
+    def jobs(self, paths) -> _Jobs:
+        jobs, seen = _Jobs(), {}
         for given in paths:
             stem = Path(given).stem or Path(given).name
             if stem in seen:
-                problems.append(f"{given}: two inputs named '{stem}' would both write "
-                                f"'{stem}.txt'")
+                jobs.parts.append(_Part(self, stem, problems=[
+                    f"{given}: two inputs named '{stem}' would both write '{stem}.txt'"]))
                 continue
             seen[stem] = given
-            jobs += self._read_one(given, stem, problems)
+            jobs.parts.append(self._read_one(given, stem))
         return jobs
 
-    def _read_one(self, given, stem: str, problems: list[str]) -> list[_Job]:
+    def _read_one(self, given, stem: str) -> _Part:
         path = _resolve_input(given, self.data_path)
         if path is None:
-            problems.append(f"{given}: annotation file not found (looked for {Path(given)} and "
-                            f"{self.data_path / given})")
-            return []
+            return _Part(self, stem, problems=[
+                f"{given}: annotation file not found (looked for {Path(given)} and "
+                f"{self.data_path / given})"])
+        if self.fmt in ("auto", "via") and path.suffix.lower() == ".json" and \
+                via.streamable(path):
+            self.formats[str(given)] = "via"
+            self._list(stem)
+            return _Part(self, stem, path=path)
         try:
             fmt, found = read_source(Source(path, self.data_path, self.attribute), self.fmt)
         except DataError as exc:
-            problems.append(str(exc))
-            return []
+            return _Part(self, stem, problems=[str(exc)])
         self.formats[str(given)] = fmt
-        problems.extend(found.problems)
         self.declared += found.declared
         self.warnings += found.warnings
         if not found.images or any(image.split is None for image in found.images):
             self._list(stem)
-        return [job for job in (self._job(image, stem, problems) for image in found.images)
-                if job is not None]
+        for image in found.images:
+            self._list(image.split or stem)
+        return _Part(self, stem, images=found.images, problems=found.problems)
 
     def _list(self, name: str) -> None:
         if name not in self.list_names:
             self.list_names.append(name)
 
-    def _job(self, image: AnnotatedImage, stem: str, problems: list[str]) -> _Job | None:
+    def job(self, image: AnnotatedImage, stem: str) -> _Job | None:
+        """The job of an image read for the first time; None (and a problem) when its name or
+        its mask's clashes with an image read before."""
         name = PurePosixPath(image.filename.replace("\\", "/"))
         where = f"{image.source}: {image.filename}"
         if str(name) in self.by_name:
-            problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
-                            "one mask per image")
+            self.problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
+                                 "one mask per image")
             return None
         if name.stem in self.by_stem:
-            problems.append(f"{where}: its mask {name.stem}.png would overwrite the one of "
-                            f"{self.by_stem[name.stem]}")
+            self.problems.append(f"{where}: its mask {name.stem}.png would overwrite the one "
+                                 f"of {self.by_stem[name.stem]}")
             return None
         self.by_name[str(name)] = image.source
         self.by_stem[name.stem] = image.filename
-        list_name = image.split or stem
-        self._list(list_name)
-        return _Job(image, list_name, name.stem, self.data_path / name, drawn=_drawn(image))
+        return self.again(image, stem, name)
+
+    def again(self, image: AnnotatedImage, stem: str, name: PurePosixPath | None = None
+              ) -> _Job:
+        """The job of an image whose name was checked on the first pass."""
+        name = name or PurePosixPath(image.filename.replace("\\", "/"))
+        return _Job(image, image.split or stem, name.stem, self.data_path / name,
+                    drawn=_drawn(image))
+
+    def forget_names(self) -> None:
+        """The names are checked (first pass over the jobs): free what that took."""
+        self.by_name, self.by_stem = {}, {}
+
+
+class _Part:
+    """One input's images: read whole (`images`) or, for a large VIA file (`path`), read again
+    from the file on every pass. The first pass turns the images into jobs, checking their
+    names (`_Reading.job`) and reporting the reader's problems; later passes make the same
+    jobs (a streamed file: from its entries again, leaving out those the first pass dropped)."""
+
+    def __init__(self, reading: _Reading, stem: str, images=(), problems=(), path=None):
+        self.reading, self.stem, self.path = reading, stem, path
+        self.images, self.problems = list(images), list(problems)
+        self.jobs: list[_Job] | None = None    # whole: the jobs, once made
+        self.dropped: set[int] | None = None   # streamed: entries that make no job
+        self.stamp = None
+
+    def __iter__(self):
+        return self._streamed() if self.path is not None else self._whole()
+
+    def _whole(self):
+        if self.jobs is None:
+            self.reading.problems.extend(self.problems)
+            jobs = (self.reading.job(image, self.stem) for image in self.images)
+            self.jobs, self.images = [job for job in jobs if job is not None], []
+        yield from self.jobs
+
+    def _streamed(self):
+        first = self.dropped is None
+        if first:
+            self.dropped, self.stamp = set(), _stamp(self.path)
+        elif _stamp(self.path) != self.stamp:
+            raise DataError(f"{self.path}: the annotation file changed while it was being "
+                            "converted; run the conversion again")
+        entries = via.stream_via(self.path, self.path.name, self.reading.attribute)
+        index = -1
+        try:
+            for item in entries:
+                if isinstance(item, str):           # a problem (reported on the first pass)
+                    if first:
+                        self.reading.problems.append(item)
+                    continue
+                index += 1
+                if not first:
+                    if index not in self.dropped:
+                        yield self.reading.again(item, self.stem)
+                    continue
+                job = self.reading.job(item, self.stem)
+                if job is None:
+                    self.dropped.add(index)
+                else:
+                    yield job
+        except DataError as exc:                  # not valid JSON further on
+            if not first:
+                raise
+            self.reading.problems.append(str(exc))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+class _Jobs:
+    """Every input's jobs, in order, numbered the same way on every pass (`_Job.ordinal`).
+    What the checking pass learns of a job (its size, EXIF rotation, whether the annotation
+    file embeds the image) is kept here in arrays, a few bytes a job, and given back on later
+    passes, where a streamed input's jobs are made afresh."""
+
+    def __init__(self):
+        self.parts: list[_Part] = []
+        self.count = 0
+        self._heights, self._widths, self._flags = array("i"), array("i"), bytearray()
+
+    def __iter__(self):
+        ordinal = 0
+        for part in self.parts:
+            for job in part:
+                job.ordinal = ordinal
+                if ordinal < len(self._flags):
+                    job.size = (self._heights[ordinal], self._widths[ordinal])
+                    job.exif_rotated = bool(self._flags[ordinal] & 1)
+                    job.embedded = bool(self._flags[ordinal] & 2)
+                yield job
+                ordinal += 1
+        self.count = ordinal
+
+    def remember(self, job: _Job) -> None:
+        """Keep what was learnt of `job` (on the checking pass, jobs come in order)."""
+        if job.ordinal == len(self._flags):
+            self._heights.append(0)
+            self._widths.append(0)
+            self._flags.append(0)
+        self._heights[job.ordinal], self._widths[job.ordinal] = job.size
+        self._flags[job.ordinal] = job.exif_rotated | 2 * job.embedded
 
 
 def _drawn(image: AnnotatedImage):
@@ -238,32 +395,75 @@ def _drawn(image: AnnotatedImage):
     return [r for r in image.regions if r.shape in AREA_SHAPES and not degenerate_reason(r)]
 
 
-def _class_map(jobs: list[_Job], given: ClassInfo | None, declared, problems: list[str]
-               ) -> ClassMap:
-    names, missing = set(), []
+@dataclass
+class _Checked:
+    """What the checking pass found beside problems: the class names used, the images
+    skipped (`--skip-missing`)."""
+
+    names: set = field(default_factory=set)
+    skipped: _Tally = field(default_factory=lambda: _Tally())
+    skipped_ordinals: set = field(default_factory=set)
+
+    def skip(self, job: _Job) -> None:
+        self.skipped.add(job.image.filename)
+        self.skipped_ordinals.add(job.ordinal)
+
+
+def _check(jobs: _Jobs, given: ClassInfo | None, skip_missing: bool, problems: _Problems
+           ) -> _Checked:
+    """One pass over every job (the first: names are checked as the jobs are made): each
+    region's class, each image's size from its header against what the annotations say.
+
+    Of more than `FULL_CHECK_LIMIT` images, that many (evenly spread, `EvenSample`) also get
+    `check_image`'s checks after the pass; the others only need their size, which
+    `quick_header` reads from a PNG's or JPEG's first bytes (anything else, or anything
+    unusual, goes to `check_image` at once). A truncated image among them still converts,
+    since its mask needs only the size; the dataset's checks and the input pipeline refuse
+    it, naming it, before it is trained on."""
+    checked, sample = _Checked(), EvenSample(FULL_CHECK_LIMIT)
     for job in jobs:
-        for region in job.drawn:
-            where = f"{job.image.source}: {job.image.filename}: region {region.index}"
-            if region.class_problem:
-                problems.append(f"{where}: {region.class_problem}")
-            elif region.class_name is None:
-                keys = ", ".join(repr(k) for k in region.attributes) or "none"
-                missing.append(f"{where}: no class name (region attributes: {keys}); name the "
-                               "attribute with --attribute KEY")
-            else:
-                names.add(region.class_name)
-    problems.extend(missing)
+        _check_classes(job, checked.names, problems)
+        if _read_size(job, skip_missing, checked, problems.images, full=False):
+            sample.offer(job)
+        jobs.remember(job)
+    for job in sample.chosen():
+        if job.ordinal not in checked.skipped_ordinals:
+            _read_size(job, skip_missing, checked, problems.images, full=True)
+    return checked
+
+
+def _check_classes(job: _Job, names: set, problems: _Problems) -> None:
+    for region in job.drawn:
+        where = f"{job.image.source}: {job.image.filename}: region {region.index}"
+        if region.class_problem:
+            problems.classes.append(f"{where}: {region.class_problem}")
+        elif region.class_name is None:
+            keys = ", ".join(repr(k) for k in region.attributes) or "none"
+            problems.missing.append(f"{where}: no class name (region attributes: {keys}); "
+                                    "name the attribute with --attribute KEY")
+        else:
+            names.add(region.class_name)
+
+
+def _class_map(jobs: _Jobs, names: set, given: ClassInfo | None, declared,
+               problems: _Problems) -> ClassMap:
+    """The class numbering (given, declared by the files, or from the names used); a class
+    not in it is reported at every region using it (found by one more pass, on this error
+    only)."""
     if given is not None:
         class_map = ClassMap(given)
     elif declared:
-        class_map = class_map_from_declared(declared, problems)
+        class_map = class_map_from_declared(declared, problems.numbering)
     else:
-        class_map = class_map_from_names(names, problems)
+        class_map = class_map_from_names(names, problems.numbering)
+    if all(class_map.index(name) is not None for name in names):
+        return class_map
     for job in jobs:
         for region in job.drawn:
             if region.class_name is not None and class_map.index(region.class_name) is None:
-                problems.append(f"{job.image.source}: {job.image.filename}: region "
-                                f"{region.index}: {class_map.unknown_message(region.class_name)}")
+                problems.unknown.append(
+                    f"{job.image.source}: {job.image.filename}: region {region.index}: "
+                    f"{class_map.unknown_message(region.class_name)}")
     return class_map
 
 
@@ -276,43 +476,39 @@ def exif_rotated(path: Path) -> bool:
         return False
 
 
-def _read_sizes(jobs: list[_Job], skip_missing: bool, problems: list[str]) -> list[_Job]:
-    """Image sizes from the file headers (after `check_image`'s cheap truncation checks, so a
-    broken image fails here, before anything is written), checked against the sizes the
-    annotation file gives; returns the jobs skipped for a missing or unreadable image.
-
-    Of more than `FULL_CHECK_LIMIT` images, that many (evenly spread) get `check_image`; the
-    others only need their size, which `quick_header` reads from a PNG's or JPEG's first bytes
-    (anything else, or anything unusual, still goes to `check_image`). A truncated image
-    among them still converts, since its mask needs only the size; the dataset's checks and
-    the input pipeline refuse it, naming it, before it is trained on."""
-    skipped = []
-    fully = {id(job) for job in spread(jobs, FULL_CHECK_LIMIT)}
-    for job in jobs:
-        where = f"{job.image.source}: {job.image.filename}"
-        try:
-            width, height = _image_size(job, full=id(job) in fully)
-        except DataError as exc:
-            if skip_missing:
-                skipped.append(job)
-            else:
-                problems.append(f"{where}: {exc}")
-            continue
-        except (OSError, ValueError) as exc:   # odd names the OS refuses to look up
-            if skip_missing:
-                skipped.append(job)
-            else:
-                problems.append(f"{where}: cannot open the image ({exc})")
-            continue
+def _read_size(job: _Job, skip_missing: bool, checked: _Checked, problems: list[str],
+               full: bool) -> bool:
+    """Set `job.size` from the image's header (`full`: after `check_image`'s checks, so a
+    broken image fails here, before anything is written) and report sizes that disagree with
+    the annotations'; a missing or unreadable image is a problem or, with `skip_missing`,
+    skipped. True when only the header was read (`quick_header`)."""
+    where = f"{job.image.source}: {job.image.filename}"
+    try:
+        width, height, quick = _image_size(job, full)
+    except DataError as exc:
+        if skip_missing:
+            checked.skip(job)
+        else:
+            problems.append(f"{where}: {exc}")
+        return False
+    except (OSError, ValueError) as exc:   # odd names the OS refuses to look up
+        if skip_missing:
+            checked.skip(job)
+        else:
+            problems.append(f"{where}: cannot open the image ({exc})")
+        return False
+    if not full:
         job.size = (height, width)
         problems.extend(f"{where}: {p}" for p in _size_problems(job))
-    return skipped
+    return quick
 
 
-def _image_size(job: _Job, full: bool = True) -> tuple[int, int]:
-    """(width, height) of the image file, or of the image the annotation file embeds when the
-    file is missing (LabelMe's imageData); sets `job.embedded` and `job.exif_rotated`. `full`:
-    `check_image`'s checks, else the header only where `quick_header` can read it."""
+def _image_size(job: _Job, full: bool = True) -> tuple[int, int, bool]:
+    """(width, height, whether only the header was read) of the image file, or of the image
+    the annotation file embeds when the file is missing (LabelMe's imageData); sets
+    `job.embedded` and `job.exif_rotated`. `full`: `check_image`'s checks, else the header
+    only where `quick_header` can read it."""
+    header = None
     if job.image.image_data is not None and not job.path.exists():
         job.embedded = True
         try:
@@ -331,7 +527,7 @@ def _image_size(job: _Job, full: bool = True) -> tuple[int, int]:
             job.exif_rotated = orientation not in (0, 1)
     if width <= 0 or height <= 0:
         raise DataError(f"{job.path}: image has no pixels ({width}x{height})")
-    return width, height
+    return width, height, header is not None
 
 
 def _size_problems(job: _Job) -> list[str]:
@@ -355,16 +551,43 @@ def _size_problems(job: _Job) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Writing
 
-def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_order,
-                   npy_path: Path | None, show: bool, progress: bool) -> None:
+@dataclass
+class _Tallies:
+    """What the writing pass warns about: regions that are no areas, degenerate ones, regions
+    entirely outside their image, EXIF-rotated photos."""
+
+    not_areas: _Tally = field(default_factory=lambda: _Tally())
+    degenerate: _Tally = field(default_factory=lambda: _Tally())
+    outside: _Tally = field(default_factory=lambda: _Tally())
+    rotated: _Tally = field(default_factory=lambda: _Tally())
+
+    def count(self, job: _Job) -> None:
+        for region in job.image.regions:
+            where = f"{job.image.filename} region {region.index}"
+            if region.shape not in AREA_SHAPES:
+                self.not_areas.add(f"{where} ({region.shape.replace('_', ' ')})")
+            else:
+                reason = degenerate_reason(region)
+                if reason:
+                    self.degenerate.add(f"{where} ({reason})")
+        if job.exif_rotated:
+            self.rotated.add(job.image.filename)
+
+
+def _write_outputs(jobs, total: int, data_path: Path, class_map: ClassMap,
+                   result: ConversionResult, draw_order, npy_path: Path | None, show: bool,
+                   progress: bool) -> _Tallies:
+    """The writing pass: every job's mask (and image the annotation file embeds, `--show`
+    picture, the book's .npy), then the split lists and classes.json."""
     from tqdm import tqdm
 
     output_dir = result.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_embedded_images(jobs, output_dir / "images", result)
     palette = class_map.info.palette()
     book = {} if npy_path is not None else None
-    outside = []
+    tallies, names = _Tallies(), {}   # stem -> image name in the data folder (or path)
+    result.image_paths = PathsByStem(data_path, names)
+    result.mask_paths = PathsByStem(output_dir, names, "{}.png")
 
     def render(job):
         """Rasterize and PNG-encode one image's mask (numpy and zlib release the GIL)."""
@@ -372,18 +595,19 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
         indices = [class_map.index(r.class_name) for r in regions]
         hidden: list[int] = []
         mask = rasterize(regions, indices, *job.size, draw_order=draw_order, outside=hidden)
-        return mask, encode_index_png(mask, palette), hidden
+        return job, mask, encode_index_png(mask, palette), hidden
 
-    rendered = _ordered_map(render, jobs)
-    for job, (mask, png, hidden) in tqdm(zip(jobs, rendered), total=len(jobs), desc="masks",
-                                         unit="image", disable=not progress, leave=False):
-        regions = job.drawn
-        outside.extend(f"{job.image.filename} region {regions[i].index}" for i in hidden)
-        mask_path = output_dir / f"{job.stem}.png"
-        result.written += write_if_changed(mask_path, png)
+    for job, mask, png, hidden in tqdm(_ordered_map(render, jobs), total=total, desc="masks",
+                                       unit="image", disable=not progress, leave=False):
+        if job.embedded:   # an image only the annotation file holds becomes a file
+            job.path = output_dir / "images" / job.path.name
+            result.written += write_if_changed(job.path, job.image.image_data)
+        tallies.count(job)
+        for i in hidden:
+            tallies.outside.add(f"{job.image.filename} region {job.drawn[i].index}")
+        result.written += write_if_changed(output_dir / f"{job.stem}.png", png)
         result.stems[job.list_name].append(job.stem)
-        result.image_paths[job.stem] = job.path
-        result.mask_paths[job.stem] = mask_path
+        names[job.stem] = str(job.path) if job.embedded else job.image.filename.replace("\\", "/")
         if book is not None:
             book[job.image.filename] = one_hot(mask, class_map.info.n_classes)
         if show:
@@ -401,24 +625,14 @@ def _write_outputs(jobs, class_map: ClassMap, result: ConversionResult, draw_ord
         buffer = io.BytesIO()
         np.save(buffer, book, allow_pickle=True)
         result.written += write_if_changed(npy_path, buffer.getvalue())
-    if outside:
-        result.warnings.append(_counted(outside, "region(s) lie entirely outside their image"))
-
-
-def _write_embedded_images(jobs, folder: Path, result: ConversionResult) -> None:
-    """Images only the annotation file holds (LabelMe imageData) become files the dataset can
-    use; the job then points at the written file."""
-    for job in jobs:
-        if job.embedded:
-            job.path = folder / job.path.name
-            result.written += write_if_changed(job.path, job.image.image_data)
+    return tallies
 
 
 def _ordered_map(fn, items, workers: int | None = None, ahead: int = 4):
     """`map(fn, items)` on a thread pool, in order, at most `ahead` results per thread pending
     (memory stays flat however many images there are). Writing stays in the caller's thread."""
     workers = workers or min(8, os.cpu_count() or 1)
-    if workers == 1 or len(items) < 2:
+    if workers == 1:
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(workers) as pool:
@@ -477,35 +691,33 @@ def side_by_side(image_path: Path, mask: np.ndarray, palette: list[int]) -> byte
 # ---------------------------------------------------------------------------------------------
 # Warnings
 
-def _counted(places: list[str], what: str, shown: int = 5) -> str:
-    listed = "; ".join(places[:shown]) + (f"; ... ({len(places) - shown} more)"
-                                         if len(places) > shown else "")
-    return f"{len(places)} {what}: {listed}"
+class _Tally:
+    """How many of something to warn about, and the first few places (however many)."""
+
+    def __init__(self, shown: int = 5):
+        self.count, self.places, self.shown = 0, [], shown
+
+    def add(self, place: str) -> None:
+        self.count += 1
+        if len(self.places) < self.shown:
+            self.places.append(place)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def message(self, what: str) -> str:
+        listed = "; ".join(self.places) + (f"; ... ({self.count - self.shown} more)"
+                                           if self.count > self.shown else "")
+        return f"{self.count} {what}: {listed}"
 
 
-def _warnings(jobs: list[_Job], skipped: list[_Job], extra: list[str]) -> list[str]:
-    not_areas, degenerate = [], []
-    for job in jobs:
-        for region in job.image.regions:
-            where = f"{job.image.filename} region {region.index}"
-            if region.shape not in AREA_SHAPES:
-                not_areas.append(f"{where} ({region.shape.replace('_', ' ')})")
-            else:
-                reason = degenerate_reason(region)
-                if reason:
-                    degenerate.append(f"{where} ({reason})")
-    warnings = []
-    if skipped:
-        warnings.append(_counted([j.image.filename for j in skipped],
-                                 "image(s) missing or unreadable, skipped (--skip-missing)"))
-    if not_areas:
-        warnings.append(_counted(not_areas, "line/point region(s) skipped: they enclose "
-                                            "no area"))
-    if degenerate:
-        warnings.append(_counted(degenerate, "degenerate region(s) skipped"))
-    rotated = [job.image.filename for job in jobs if job.exif_rotated]
-    if rotated:
-        warnings.append(_counted(rotated, "image(s) have an EXIF rotation: browsers (and VIA) "
-                                          "show them turned while masks follow the stored "
-                                          "pixels; rotate the files before annotating"))
-    return warnings + extra
+def _warnings(skipped: _Tally, tallies: _Tallies) -> list[str]:
+    """The skipped images and region warnings (the readers' own and the outside regions'
+    follow them in `ConversionResult.warnings`)."""
+    found = [(skipped, "image(s) missing or unreadable, skipped (--skip-missing)"),
+             (tallies.not_areas, "line/point region(s) skipped: they enclose no area"),
+             (tallies.degenerate, "degenerate region(s) skipped"),
+             (tallies.rotated, "image(s) have an EXIF rotation: browsers (and VIA) show them "
+                               "turned while masks follow the stored pixels; rotate the files "
+                               "before annotating")]
+    return [tally.message(what) for tally, what in found if tally]

@@ -46,6 +46,7 @@ from fcn_keras.annotations.records import (
     numeric_order,
     read_json,
 )
+from fcn_keras.annotations.stream import JSONStream, StreamError
 from fcn_keras.errors import DataError
 
 CLASS_KEYS = ("Name", "name", "class", "label", "type", "category")
@@ -236,43 +237,50 @@ def _parse_via2(entries: dict, source: str, attribute: str | None, consume: bool
     """1.x and 2.x entries (regions as a dict or a list)."""
     images, problems = [], []
     for key in list(entries):
-        entry = entries.pop(key) if consume else entries[key]
-        if not isinstance(entry, dict):
-            problems.append(f"{source}: entry '{key}' is not an image entry (expected an object "
-                            f"with 'filename' and 'regions', got {describe(entry)})")
-            continue
-        filename = entry.get("filename")
-        if not isinstance(filename, str):
-            problems.append(f"{source}: entry '{key}' has no 'filename' string")
-            continue
-        where = f"{source}: {filename}"
-        bad_name = filename_problem(filename)
-        if bad_name:
-            problems.append(f"{where}: {bad_name}")
-            continue
-        raw_regions = entry.get("regions", [])
-        if isinstance(raw_regions, dict):   # VIA 1.x: {"0": {...}, "1": {...}}
-            keys = list(raw_regions)
-            if all(isinstance(k, str) and k.isascii() and k.isdigit() for k in keys):
-                keys.sort(key=numeric_order)
-            raw_regions = [raw_regions[k] for k in keys]
-        elif raw_regions is None:
-            raw_regions = []
-        if not isinstance(raw_regions, list):
-            problems.append(f"{where}: 'regions' must be a list (or a dict in VIA 1.x), "
-                            f"got {describe(raw_regions)}")
-            continue
-        regions = []
-        for index, raw in enumerate(raw_regions):
-            try:
-                regions.append(_parse_via2_region(raw, index, attribute))
-            except Bad as exc:
-                problems.append(f"{where}: region {index}: {exc}")
-        file_attributes = entry.get("file_attributes")
-        images.append(AnnotatedImage(filename, regions,
-                               file_attributes if isinstance(file_attributes, dict) else {},
-                               source))
+        image = _via2_entry(key, entries.pop(key) if consume else entries[key], source,
+                            attribute, problems)
+        if image is not None:
+            images.append(image)
     return images, problems
+
+
+def _via2_entry(key, entry, source: str, attribute: str | None, problems: list[str]
+                ) -> AnnotatedImage | None:
+    """One 1.x / 2.x image entry; its problems go to `problems` (None: no usable entry)."""
+    if not isinstance(entry, dict):
+        problems.append(f"{source}: entry '{key}' is not an image entry (expected an object "
+                        f"with 'filename' and 'regions', got {describe(entry)})")
+        return None
+    filename = entry.get("filename")
+    if not isinstance(filename, str):
+        problems.append(f"{source}: entry '{key}' has no 'filename' string")
+        return None
+    where = f"{source}: {filename}"
+    bad_name = filename_problem(filename)
+    if bad_name:
+        problems.append(f"{where}: {bad_name}")
+        return None
+    raw_regions = entry.get("regions", [])
+    if isinstance(raw_regions, dict):   # VIA 1.x: {"0": {...}, "1": {...}}
+        keys = list(raw_regions)
+        if all(isinstance(k, str) and k.isascii() and k.isdigit() for k in keys):
+            keys.sort(key=numeric_order)
+        raw_regions = [raw_regions[k] for k in keys]
+    elif raw_regions is None:
+        raw_regions = []
+    if not isinstance(raw_regions, list):
+        problems.append(f"{where}: 'regions' must be a list (or a dict in VIA 1.x), "
+                        f"got {describe(raw_regions)}")
+        return None
+    regions = []
+    for index, raw in enumerate(raw_regions):
+        try:
+            regions.append(_parse_via2_region(raw, index, attribute))
+        except Bad as exc:
+            problems.append(f"{where}: region {index}: {exc}")
+    file_attributes = entry.get("file_attributes")
+    return AnnotatedImage(filename, regions,
+                          file_attributes if isinstance(file_attributes, dict) else {}, source)
 
 
 def _parse_via2_region(raw, index: int, attribute: str | None) -> Region:
@@ -370,6 +378,81 @@ def _via3_named_values(av: dict, attribute_defs: dict) -> dict:
             value = options[str(value)]
         named[name] = value
     return named
+
+
+# ---------------------------------------------------------------------------------------------
+# Large files, one entry at a time
+
+STREAM_BYTES = 8 * 2 ** 20   # VIA files at least this large are streamed by the converter
+
+
+def streamable(path: Path) -> bool:
+    """Whether the converter reads `path` with `stream_via` instead of loading it whole: a
+    VIA 1.x / 2.x file (a 2.x project, whose first key is ``_via_...``, or an export, whose
+    first value is an image entry) of at least `STREAM_BYTES`. Anything else, or anything
+    odd, is loaded whole, where every problem gets its usual message."""
+    try:
+        if path.stat().st_size < STREAM_BYTES:
+            return False
+        with open(path, "rb") as handle:
+            stream = JSONStream(handle, chunk_chars=1 << 16)
+            if stream.peek() != "{":
+                return False
+            for key in stream.members():
+                if key.startswith("_via_"):
+                    return True
+                first = stream.value()
+                return isinstance(first, dict) and isinstance(first.get("filename"), str)
+    except (OSError, StreamError):
+        return False
+    return False
+
+
+def stream_via(path: Path, source: str, attribute: str | None = None):
+    """The images of a VIA 1.x / 2.x file (see `streamable`) as `AnnotatedImage`s, and its
+    problems as strings, in the file's order, one entry in memory at a time: what
+    `parse_via(read_json(path))` returns, except that an entry key given twice is read twice
+    (a dict keeps the last). A file that is not valid JSON raises `read_json`'s DataError."""
+    try:
+        yield from _streamed_entries(path, source, attribute)
+    except StreamError as exc:
+        read_json(path)   # the usual message for a broken file
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the annotation file ({exc})") from None
+
+
+def _streamed_entries(path: Path, source: str, attribute: str | None):
+    problems: list[str] = []
+    with open(path, "rb") as handle:
+        stream = JSONStream(handle)
+        project, metadata, rest = None, False, {}
+        for key in stream.members():
+            if project is None:
+                project = key.startswith("_via_")
+            if not project:                                    # an export: entries at the top
+                entries = [(key, stream.value())]
+            elif key == "_via_img_metadata" and not metadata and stream.peek() == "{":
+                metadata = True
+                entries = ((entry_key, stream.value()) for entry_key in stream.members())
+            elif key == "_via_image_id_list" and stream.peek() == "[":
+                for _ in stream.items():                      # one name per image: not kept
+                    stream.value()
+                continue
+            else:
+                rest[key] = stream.value()
+                continue
+            for entry_key, entry in entries:
+                image = _via2_entry(entry_key, entry, source, attribute, problems)
+                yield from problems
+                problems.clear()
+                if image is not None:
+                    yield image
+        stream.end()
+    if project and not metadata:   # no image entries where a project keeps them
+        images, problems = parse_via(rest, source, attribute)
+        yield from problems
+        yield from images
 
 
 def read(source, document) -> Annotations:
