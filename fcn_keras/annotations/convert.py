@@ -268,18 +268,18 @@ class _Reading:
         if name not in self.list_names:
             self.list_names.append(name)
 
-    def job(self, image: AnnotatedImage, stem: str) -> _Job | None:
-        """The job of an image read for the first time; None (and a problem) when its name or
-        its mask's clashes with an image read before."""
+    def job(self, image: AnnotatedImage, stem: str, problems: list[str]) -> _Job | None:
+        """The job of an image read for the first time; None (and a line in `problems`) when
+        its name or its mask's clashes with an image read before."""
         name = PurePosixPath(image.filename.replace("\\", "/"))
         where = f"{image.source}: {image.filename}"
         if str(name) in self.by_name:
-            self.problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
+            problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
                                  "one mask per image")
             return None
         if name.stem in self.by_stem:
-            self.problems.append(f"{where}: its mask {name.stem}.png would overwrite the one "
-                                 f"of {self.by_stem[name.stem]}")
+            problems.append(f"{where}: its mask {name.stem}.png would overwrite the one of "
+                            f"{self.by_stem[name.stem]}")
             return None
         self.by_name[str(name)] = image.source
         self.by_stem[name.stem] = image.filename
@@ -316,7 +316,8 @@ class _Part:
     def _whole(self):
         if self.jobs is None:
             self.reading.problems.extend(self.problems)
-            jobs = (self.reading.job(image, self.stem) for image in self.images)
+            jobs = (self.reading.job(image, self.stem, self.reading.problems)
+                    for image in self.images)
             self.jobs, self.images = [job for job in jobs if job is not None], []
         yield from self.jobs
 
@@ -328,7 +329,7 @@ class _Part:
             raise DataError(f"{self.path}: the annotation file changed while it was being "
                             "converted; run the conversion again")
         entries = via.stream_via(self.path, self.path.name, self.reading.attribute)
-        index = -1
+        index, clashes = -1, []   # reported after the reader's problems, as for a whole file
         try:
             for item in entries:
                 if isinstance(item, str):           # a problem (reported on the first pass)
@@ -340,7 +341,7 @@ class _Part:
                     if index not in self.dropped:
                         yield self.reading.again(item, self.stem)
                     continue
-                job = self.reading.job(item, self.stem)
+                job = self.reading.job(item, self.stem, clashes)
                 if job is None:
                     self.dropped.add(index)
                 else:
@@ -349,6 +350,7 @@ class _Part:
             if not first:
                 raise
             self.reading.problems.append(str(exc))
+        self.reading.problems.extend(clashes)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -424,12 +426,21 @@ def _check(jobs: _Jobs, given: ClassInfo | None, skip_missing: bool, problems: _
     for job in jobs:
         _check_classes(job, checked.names, problems)
         if _read_size(job, skip_missing, checked, problems.images, full=False):
-            sample.offer(job)
+            sample.offer(_slim(job))
         jobs.remember(job)
     for job in sample.chosen():
         if job.ordinal not in checked.skipped_ordinals:
             _read_size(job, skip_missing, checked, problems.images, full=True)
     return checked
+
+
+def _slim(job: _Job) -> _Job:
+    """`job` without its regions: all that checking its image needs (the sample of jobs kept
+    for `check_image` holds no annotations)."""
+    image = job.image
+    return _Job(AnnotatedImage(image.filename, [], source=image.source,
+                               image_data=image.image_data),
+                job.list_name, job.stem, job.path, job.size, ordinal=job.ordinal)
 
 
 def _check_classes(job: _Job, names: set, problems: _Problems) -> None:

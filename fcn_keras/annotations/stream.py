@@ -24,6 +24,7 @@ from json.decoder import scanstring
 CHUNK_CHARS = 1 << 20
 _DECODER = json.JSONDecoder()
 _SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
 
 
 class StreamError(ValueError):
@@ -38,8 +39,8 @@ class JSONStream:
     `items()`), reads whole values with `value()`, and calls `end()` after the top-level
     value."""
 
-    def __init__(self, handle, chunk_chars: int = CHUNK_CHARS):
-        self._handle, self._chunk = handle, chunk_chars
+    def __init__(self, handle, chunk_chars: int | None = None):
+        self._handle, self._chunk = handle, chunk_chars or CHUNK_CHARS
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self._text, self._pos, self._eof = "", 0, False
         self._consumed = 0          # characters dropped from the front of the window
@@ -95,8 +96,9 @@ class JSONStream:
                 end = None
             except RecursionError:
                 raise self._error("too deeply nested") from None
-            # a value that reaches the window's end may go on (a number, or a truncated one)
-            if end is not None and (end < len(self._text) or self._eof):
+            # a number followed by nothing but number characters up to the window's end may
+            # go on beyond it ("3.25" of "3.25e-7")
+            if end is not None and (self._eof or not _NUMBER_TAIL.fullmatch(self._text, end)):
                 self._pos = end
                 return value
             want = max(2 * want, len(self._text) - self._pos)   # a long value: double the window
