@@ -6,9 +6,10 @@ Builds, once, in `--folder`: a `folder` dataset whose `train.txt` lists N stems 
 masks are hard links to a few small files, so building takes seconds) and a VIA 2.x file with N
 image entries of one polygon each, whose last entry names a missing image; then times, each in
 a process of its own, `load_dataset` (the checks of `datasets.checks`), `convert_via` (the
-whole file parsed and checked; it stops with the one problem before writing a mask) and, as
-baselines, the same list loaded without validation (the sample list alone) and the VIA file's
-`json.loads` alone. Memory is the process's peak resident set size beyond what it held after
+whole file parsed and checked; it stops with the one problem before writing a mask), the same
+conversion with `--skip-missing` (every other mask written, then removed) and, as baselines,
+the same list loaded without validation (the sample list alone) and the VIA file's
+`json.loads` alone (`--cases` picks some). Memory is the process's peak resident set size beyond what it held after
 the imports and, with `--trace`, Python's own peak (tracemalloc, which slows Python about 2x).
 The figures go to `--json` (default benchmarks/long_lists.json). `--repo` measures another
 checkout's fcn_keras (e.g. the one before a change) with the same harness.
@@ -32,7 +33,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
-CASES = ("folder", "folder-list", "via", "via-json")
+CASES = ("folder", "folder-list", "via", "via-write", "via-json")
 LINKS_PER_FILE = 50_000   # ext4 allows 65,000 hard links to one file
 
 
@@ -108,7 +109,16 @@ def run_case(case: str, folder: Path, trace: bool) -> dict:
             return str(exc).splitlines()[-1].strip()
         return "no problem found"
 
+    def via_written():
+        import shutil
+        shutil.rmtree(folder / "written", ignore_errors=True)
+        result = convert_via("v.json", folder, output_dir=folder / "written", skip_missing=True)
+        masks = len(result.mask_paths)
+        shutil.rmtree(folder / "written")
+        return f"{masks} masks written, {result.skipped_missing} image skipped"
+
     run = {"folder": folder_dataset, "via": via_file, "via-json": via_document,
+           "via-write": via_written,
            "folder-list": lambda: folder_dataset(validate=False)}[case]
     imports = max_rss_mb()
     if trace:
@@ -132,6 +142,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "long_lists.json")
     parser.add_argument("--repo", type=Path, default=REPO,
                         help="the checkout whose fcn_keras is measured (default: this one)")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"which to run, comma-separated (default: all of {', '.join(CASES)})")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(args.repo.resolve()))
@@ -145,10 +157,13 @@ def main() -> None:
     if not via.exists():
         make_via(via, args.entries)
     results = {}
-    for case, label in (("folder", f"train.txt with {args.entries} entries (load_dataset)"),
-                        ("folder-list", "the same, validate=False (the sample list alone)"),
-                        ("via", f"VIA file with {args.entries} entries (convert_via)"),
-                        ("via-json", "the same file's json.loads alone (read_json)")):
+    labels = {"folder": f"train.txt with {args.entries} entries (load_dataset)",
+              "folder-list": "the same, validate=False (the sample list alone)",
+              "via": f"VIA file with {args.entries} entries (convert_via: the checks)",
+              "via-write": "the same converted with --skip-missing (every mask written)",
+              "via-json": "the same file's json.loads alone (read_json)"}
+    for case in args.cases.split(","):
+        label = labels[case]
         command = [sys.executable, __file__, "--case", case, "--entries", str(args.entries),
                    "--folder", str(args.folder), "--repo", str(args.repo)]
         command += ["--trace"] if args.trace else []

@@ -383,7 +383,9 @@ def _via3_named_values(av: dict, attribute_defs: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Large files, one entry at a time
 
-STREAM_BYTES = 8 * 2 ** 20   # VIA files at least this large are streamed by the converter
+# VIA files at least this large are streamed by the converter (about 4,500 one-polygon entries;
+# loaded whole, such a file takes about 10 MB of Python objects)
+STREAM_BYTES = 2 ** 20
 
 
 def streamable(path: Path) -> bool:
