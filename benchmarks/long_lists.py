@@ -9,8 +9,9 @@ a process of its own, `load_dataset` (the checks of `datasets.checks`), `convert
 whole file parsed and checked; it stops with the one problem before writing a mask), the same
 conversion with `--skip-missing` (every other mask written, then removed) and, as baselines,
 the same list loaded without validation (the sample list alone) and the VIA file's
-`json.loads` alone (`--cases` picks some). Memory is the process's peak resident set size beyond what it held after
-the imports and, with `--trace`, Python's own peak (tracemalloc, which slows Python about 2x).
+`json.loads` alone (`--cases` picks some). Memory is the process's peak resident set size
+beyond what it held after the imports and, with `--trace`, Python's own peak (tracemalloc,
+which slows Python about 2x).
 The figures go to `--json` (default benchmarks/long_lists.json). `--repo` measures another
 checkout's fcn_keras (e.g. the one before a change) with the same harness.
 """

@@ -147,7 +147,7 @@ def convert_annotations(inputs, data_path, output_dir=None, classes=None, attrib
     problems = _Problems()
     reading = _Reading(data_path, attribute, fmt, problems.reading)
     jobs = reading.jobs(paths)
-    checked = _check(jobs, given_info, skip_missing, problems)
+    checked = _check(jobs, skip_missing, problems)
     reading.forget_names()
     class_map = _class_map(jobs, checked.names, given_info, reading.declared, problems)
     if problems:
@@ -275,7 +275,7 @@ class _Reading:
         where = f"{image.source}: {image.filename}"
         if str(name) in self.by_name:
             problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
-                                 "one mask per image")
+                            "one mask per image")
             return None
         if name.stem in self.by_stem:
             problems.append(f"{where}: its mask {name.stem}.png would overwrite the one of "
@@ -353,8 +353,12 @@ class _Part:
         self.reading.problems.extend(clashes)
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    stat = path.stat()
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells that a file changed between two passes (None: it is gone)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
     return stat.st_size, stat.st_mtime_ns
 
 
@@ -411,8 +415,7 @@ class _Checked:
         self.skipped_ordinals.add(job.ordinal)
 
 
-def _check(jobs: _Jobs, given: ClassInfo | None, skip_missing: bool, problems: _Problems
-           ) -> _Checked:
+def _check(jobs: _Jobs, skip_missing: bool, problems: _Problems) -> _Checked:
     """One pass over every job (the first: names are checked as the jobs are made): each
     region's class, each image's size from its header against what the annotations say.
 
