@@ -282,6 +282,10 @@ def summarize(raw: dict, model: dict, quick: bool) -> dict:
                 1 - out[f"remat_train_img_s_{size}"] / out[f"train_img_s_{size}"]
             out[f"remat_peak_rss_ratio_{size}"] = \
                 out[f"remat_peak_rss_mb_train_{size}"] / out[f"peak_rss_mb_train_{size}"]
+    for size in ("192x256", "352x480"):   # --remat's peak against the book's (its 0.5 target)
+        if f"remat_peak_rss_mb_train_{size}" in out:
+            out[f"remat_peak_rss_mb_train_{size}_vs_book"] = \
+                out[f"remat_peak_rss_mb_train_{size}"] / BOOK[f"peak_rss_mb_train_{size}"]
     for name in VARIANTS:
         result, flops = raw.get(f"{name}_train_192x256"), raw.get(f"flops_{name}_192x256")
         if result is None:

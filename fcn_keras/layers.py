@@ -57,7 +57,9 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     four phases (depth-to-space), gives the output. The gradients are GEMMs too; TensorFlow's
     own `conv2d_transpose` gradients (a stride-2 convolution and a stride-2 filter gradient)
     barely use the second core on CPU. Its forward op is fast, though, so inference
-    (`training` not true) keeps it.
+    (`training` not true) keeps it. On TensorFlow the nine taps are nine products summed one
+    at a time and the gradients are computed phase by phase (`_subpixel_tconv_lean`): the same
+    multiply-adds without the (in, 9 * filters) product and its gradient held at once.
 
     Weights are the parent's (kernel (3, 3, filters, in_channels) and bias, same names), so
     weight files move freely between this layer and Keras' `Conv2DTranspose`. The class keeps
@@ -78,16 +80,12 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     def call(self, inputs, training=None):
         if not (training and self._subpixel()):   # inference: TF's own op is the faster one
             return super().call(inputs)
-        filters = self.filters
         # kernel (3, 3, filters, in) -> (in, 9 * filters): tap (i, j) is column block 3i + j
-        weights = ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)), (-1, 9 * filters))
-        taps = ops.split(ops.matmul(inputs, weights), 9, axis=-1)
-        tap = lambda i, j: taps[3 * i + j]  # noqa: E731
-        even_even = tap(0, 0) + shift_right(tap(0, 2)) + shift_down(tap(2, 0) +
-                                                                    shift_right(tap(2, 2)))
-        even_odd = tap(0, 1) + shift_down(tap(2, 1))
-        odd_even = tap(1, 0) + shift_right(tap(1, 2))
-        outputs = interleave_phases(even_even, even_odd, odd_even, tap(1, 1))
+        weights = ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)), (-1, 9 * self.filters))
+        if keras.backend.backend() == "tensorflow":
+            outputs = _subpixel_tconv_lean(inputs, weights)
+        else:
+            outputs = _subpixel_tconv(inputs, weights)
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         if self.activation is not None:
@@ -162,10 +160,121 @@ def set_fast_layers(model, enabled: bool) -> None:
             layer.fast = bool(enabled)
 
 
+def _subpixel_tconv(inputs, weights):
+    """The stride-2 "same" transposed conv with kernel 3 as one GEMM (see `Conv2DTranspose`):
+    `weights` (in, 9 * filters), tap (i, j) in column block 3i + j."""
+    taps = ops.split(ops.matmul(inputs, weights), 9, axis=-1)
+    tap = lambda i, j: taps[3 * i + j]  # noqa: E731
+    even_even = tap(0, 0) + shift_right(tap(0, 2)) + shift_down(tap(2, 0) +
+                                                                shift_right(tap(2, 2)))
+    even_odd = tap(0, 1) + shift_down(tap(2, 1))
+    odd_even = tap(1, 0) + shift_right(tap(1, 2))
+    return interleave_phases(even_even, even_odd, odd_even, tap(1, 1))
+
+
+def _subpixel_tconv_serial(x, w):
+    """`_subpixel_tconv` as nine products of the input and one kernel block each, summed into
+    the four phases one at a time (TensorFlow): the nine taps (and the one GEMM's output they
+    are split from), each as large as a phase, are never held together."""
+    import tensorflow as tf
+    filters, shape = w.shape[-1] // 9, tf.shape(x)
+    flat = tf.reshape(x, [-1, x.shape[-1]])
+    last = []
+
+    def tap(i, j):
+        with tf.control_dependencies(last):
+            product = tf.matmul(flat, w[:, (3 * i + j) * filters:(3 * i + j + 1) * filters])
+        return tf.reshape(product, [shape[0], shape[1], shape[2], filters])
+
+    phases = []
+    # phase (r, c): its taps and their shifts (down, right) by one input position
+    for phase_taps in (((0, 0, 0, 0), (0, 2, 0, 1), (2, 0, 1, 0), (2, 2, 1, 1)),
+                       ((0, 1, 0, 0), (2, 1, 1, 0)), ((1, 0, 0, 0), (1, 2, 0, 1)),
+                       ((1, 1, 0, 0),)):
+        total = None
+        for i, j, down, right in phase_taps:
+            term = tap(i, j)
+            term = shift_right(term) if right else term
+            term = shift_down(term) if down else term
+            total = term if total is None else total + term
+            last = [total]
+        phases.append(total)
+    return interleave_phases(*phases)
+
+
+def _subpixel_tconv_lean(inputs, weights):
+    """`_subpixel_tconv` with its gradients computed phase by phase (TensorFlow).
+
+    Left to autodiff, the backward pass of the one GEMM holds the nine taps' gradients and
+    their concatenation at once, each as large as the layer's output: at the book head's last
+    block (256 channels at full resolution) that was the peak of a whole training step.
+    Here each tap's gradient is the output gradient's phase, shifted, and the shift is moved
+    onto the small side of each product: kernel gradients are shifted inputs (transposed) times
+    phases, the input gradient a sum of phases times kernel blocks, shifted back. Same GEMM
+    work, no tensor larger than the output gradient beside it.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def tconv(x, w):
+        def grad(upstream):
+            shape, x_shape = tf.shape(upstream), tf.shape(x)
+            channels_in, filters = x.shape[-1], upstream.shape[-1]
+            # (B, 2H, 2W, F) -> phase (r, c): the output pixels (2m + r, 2n + c), flattened
+            grid = tf.reshape(upstream, [shape[0], shape[1] // 2, 2, shape[2] // 2, 2, filters])
+            phase = {(r, c): tf.reshape(grid[:, :, r, :, c, :], [-1, filters])
+                     for r in (0, 1) for c in (0, 1)}
+            # kernel row (column) i feeds the output's even rows for i = 0, 2 (2: from the
+            # input row above, so shifted by one), its odd rows for i = 1
+            parity, behind = {0: 0, 1: 1, 2: 0}, {0: 0, 1: 0, 2: 1}
+            taps = sorted(((behind[i], behind[j]), i, j) for i in range(3) for j in range(3))
+            kernel_grads, dx, last = {}, None, []
+            # one product at a time (each waits for the one before): TensorFlow would
+            # otherwise run all the ready ones first and hold their outputs together
+            for moved in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                with tf.control_dependencies(last):
+                    x_moved = shift_right(x) if moved[1] else x
+                    x_moved = tf.reshape(shift_down(x_moved) if moved[0] else x_moved,
+                                         [-1, channels_in])
+                term = None
+                for _, i, j in (t for t in taps if t[0] == moved):
+                    d = phase[(parity[i], parity[j])]
+                    with tf.control_dependencies(last):
+                        # d(kernel block (i, j)) = moved input^T @ phase
+                        kernel_grads[(i, j)] = tf.matmul(x_moved, d, transpose_a=True)
+                    with tf.control_dependencies([kernel_grads[(i, j)]]):
+                        block = w[:, (3 * i + j) * filters:(3 * i + j + 1) * filters]
+                        product = tf.matmul(d, block, transpose_b=True)
+                    term = product if term is None else term + product
+                    last = [term]
+                # the input gradient, moved back: phase @ block^T, shifted up / left
+                term = tf.reshape(term, x_shape)
+                term = shift_up(term) if moved[0] else term
+                term = shift_left(term) if moved[1] else term
+                dx = term if dx is None else dx + term
+                last = [dx]
+            return dx, tf.concat([kernel_grads[(i, j)] for i in range(3) for j in range(3)],
+                                 axis=-1)
+        return _subpixel_tconv_serial(x, w), grad
+    return tconv(inputs, weights)
+
+
 def shift_down(tensor):
     """`tensor[:, m - 1]` at row m, zeros in row 0 (pad and slice: cheap gradients)."""
     padded = ops.pad(tensor, [[0, 0], [1, 0], [0, 0], [0, 0]])
     return ops.slice(padded, [0, 0, 0, 0], ops.shape(tensor))
+
+
+def shift_up(tensor):
+    """`tensor[:, m + 1]` at row m, zeros in the last row."""
+    padded = ops.pad(tensor, [[0, 0], [0, 1], [0, 0], [0, 0]])
+    return ops.slice(padded, [0, 1, 0, 0], ops.shape(tensor))
+
+
+def shift_left(tensor):
+    """`tensor[:, :, n + 1]` at column n, zeros in the last column."""
+    padded = ops.pad(tensor, [[0, 0], [0, 0], [0, 1], [0, 0]])
+    return ops.slice(padded, [0, 0, 1, 0], ops.shape(tensor))
 
 
 def shift_right(tensor):

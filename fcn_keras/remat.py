@@ -9,12 +9,16 @@ ReLU keeps), and a recomputed batch norm would update its moving statistics a se
 at its residual units' outputs, where one tensor crosses, and makes each piece a segment: the
 forward pass keeps only the tensors at the cuts, and the backward pass runs one piece again at a
 time under `recomputing()`, which this package's `BatchNormalization` reads to leave the moving
-statistics alone. Measured (benchmarks/results-round5.json), peak RSS is 0.77x / 0.73x of
-training without the flag at 192x256 / 352x480, 0.52 / 0.42 of the book's; TensorFlow's own
-allocator peak falls by 46%, and what remains is mostly outside it (oneDNN, the C allocator;
-benchmarks/probes-2026-12-03/README.md).
+statistics alone. The head is cut once, at the input of its last upsampling layer: what comes
+before (for the book's head the pyramid levels' Conv-BN-ReLU and upsampling, the concatenation
+and the first transposed-conv block) is one more recomputed segment; the full-resolution tail
+is not (`head_segments`). Measured (benchmarks/results-round5.json), the backbone alone gave a
+peak RSS of 0.77x / 0.73x of training without the flag at 192x256 / 352x480, 0.52 / 0.42 of
+the book's; with the head segment and the transposed conv's leaner gradient
+(`fcn_keras.layers._subpixel_tconv_lean`) see benchmarks/results-round6.json.
 The model's layers, weights and results are unchanged (the weights file layout is the same
-with or without the flag); the price is one more forward pass of the backbone per step.
+with or without the flag); the price is one more forward pass of the backbone and of the head
+before its last upsampling per step.
 """
 
 from __future__ import annotations
@@ -41,16 +45,18 @@ def _recomputing():
 
 
 def recompute(call):
-    """`call(inputs, **kwargs)` whose activations are recomputed for the gradient."""
+    """`call(inputs, **kwargs)` whose activations are recomputed for the gradient; `inputs` is
+    a tensor or a list of tensors (the backbone's outputs entering a head)."""
     import tensorflow as tf
 
     def wrapped(inputs, *args, **kwargs):
-        if args or not tf.is_tensor(inputs):
+        flat = tf.nest.flatten(inputs)
+        if args or not flat or not all(tf.is_tensor(t) for t in flat):
             return call(inputs, *args, **kwargs)
 
         @tf.custom_gradient
-        def segment(x):
-            outputs = call(x, **kwargs)
+        def segment(*xs):
+            outputs = call(tf.nest.pack_sequence_as(inputs, list(xs)), **kwargs)
 
             def grad(*upstream, variables=None):
                 variables = list(variables or [])
@@ -58,16 +64,18 @@ def recompute(call):
                 # the recomputation waits for the upstream gradients, so the graph optimiser
                 # cannot merge it with the forward pass (which would keep its activations)
                 with tf.control_dependencies([g for g in upstream if g is not None]):
-                    x_again = tf.identity(x)
+                    xs_again = [tf.identity(x) for x in xs]
                 with _recomputing(), tf.GradientTape() as tape:
-                    tape.watch(x_again)
-                    again = tf.nest.flatten(call(x_again, **kwargs))
-                grads = tape.gradient(again, [x_again] + variables,
+                    for x in xs_again:
+                        tape.watch(x)
+                    again = tf.nest.flatten(
+                        call(tf.nest.pack_sequence_as(inputs, xs_again), **kwargs))
+                grads = tape.gradient(again, xs_again + variables,
                                       output_gradients=list(upstream),
                                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                return grads[0], grads[1:]
+                return grads[:len(xs)], grads[len(xs):]
             return outputs, grad
-        return segment(inputs)
+        return segment(*flat)
     return wrapped
 
 
@@ -129,9 +137,99 @@ def _segmented(pieces):
     return call
 
 
+def _children(model) -> list:
+    import keras
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def _contains(model, inner) -> bool:
+    return model is inner or any(_contains(child, inner) for child in _children(model))
+
+
+def _node_in(model, layer):
+    """The node of `layer` in `model`'s graph (None when not called exactly once there)."""
+    nodes = [node for group in model._nodes_by_depth.values() for node in group
+             if node.operation is layer]
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def _head(model, backbone):
+    """`(core, trunk)`: the innermost model of `model` around `backbone` that takes its input
+    straight into a nested model `trunk` holding the backbone, followed by layers with weights
+    (the segmentation head); None when there is no such model."""
+    path, node = [], model
+    while node is not backbone:
+        child = next((c for c in _children(node) if _contains(c, backbone)), None)
+        if child is None:
+            return None
+        path.append((node, child))
+        node = child
+    import keras
+    for core, trunk in reversed(path):
+        call = _node_in(core, trunk)
+        if call is None or len(core.inputs) != 1 or len(call.input_tensors) != 1 \
+                or call.input_tensors[0] is not core.inputs[0]:
+            continue
+        if any(layer.weights for layer in core.layers if layer is not trunk
+               and not isinstance(layer, keras.layers.InputLayer)):
+            return core, trunk
+    return None
+
+
+def _upsamples(layer) -> bool:
+    import keras
+
+    from fcn_keras.layers import BilinearUpSampling2D
+    if isinstance(layer, (BilinearUpSampling2D, keras.layers.UpSampling2D)):
+        return True
+    return isinstance(layer, keras.layers.Conv2DTranspose) and max(layer.strides) > 1
+
+
+def head_segments(core, trunk) -> list:
+    """The head of `core` (its layers after the nested model `trunk`, which takes `core`'s
+    input) as `[recomputed, kept]` sub-models sharing its layers: cut at the input of the last
+    upsampling layer, where one tensor crosses. The first piece (the head at the backbone's
+    resolutions: for the book's head the pyramid's Conv-BN-ReLU and upsampling, the
+    concatenation and the first transposed-conv block) is recomputed in the backward pass;
+    the last upsampling and what follows it at full resolution are not: they are the last of
+    the forward pass and the first of the backward, so recomputing them would rebuild at once
+    what it freed. `[]` when there is no such cut (the head is left alone)."""
+    import keras
+    features = list(_node_in(core, trunk).output_tensors)
+    head = [layer for layer in core.layers
+            if layer is not trunk and not isinstance(layer, keras.layers.InputLayer)]
+    last = [layer for layer in head if _upsamples(layer)][-1:]
+    if not last or len(last[0]._inbound_nodes) != 1:
+        return []
+    cut = last[0].input
+    if any(cut is feature for feature in features):
+        return []                          # nothing before the last upsampling
+    try:
+        kept = keras.Model(cut, core.outputs, name=f"{core.name}_head_kept")
+        recomputed = keras.Model(features[0] if len(features) == 1 else features, cut,
+                                 name=f"{core.name}_head_recomputed")
+    except ValueError:                     # another tensor crosses the cut
+        return []
+    return [recomputed, kept]
+
+
+def _headed(trunk, pieces):
+    """The core's call: its backbone (segmented itself), then the head's pieces."""
+    recomputed, kept = pieces
+    calls = [recompute(recomputed.call), kept.call]
+
+    def call(inputs, *args, **kwargs):
+        x = trunk(inputs, *args, **kwargs)
+        for piece_call in calls:
+            x = piece_call(x, *args, **kwargs)
+        return x
+    return call
+
+
 def enable_remat(model) -> list[str]:
-    """Make each backbone of `model` a chain of rematerialised segments, one per residual unit
-    (takes effect at the next trace); returns the backbones' names."""
+    """Make each backbone of `model` a chain of rematerialised segments, one per residual unit,
+    and the head around it (up to its last upsampling) one more (takes effect at the next
+    trace); returns the names of the backbones and of the models whose head was cut."""
     names = []
     for backbone in _backbones(model):
         pieces = residual_segments(backbone)
@@ -144,4 +242,13 @@ def enable_remat(model) -> list[str]:
         object.__setattr__(backbone, "rematerialized_call",
                            lambda layer_call, *a, _call=call, **k: _call or recompute(layer_call))
         names.append(backbone.name)
+    heads = {id(h[0]): h for h in map(lambda b: _head(model, b), _backbones(model)) if h}
+    for core, trunk in heads.values():
+        pieces = head_segments(core, trunk)
+        if not pieces:
+            continue
+        object.__setattr__(core, "_remat_mode", _Remat())
+        object.__setattr__(core, "rematerialized_call",
+                           lambda layer_call, *a, _call=_headed(trunk, pieces), **k: _call)
+        names.append(core.name)
     return names

@@ -1,5 +1,6 @@
-"""`--remat` (fcn_keras.remat): the backbone recomputed in the backward pass gives the same
-training as keeping its activations, and the weights file layout does not change."""
+"""`--remat` (fcn_keras.remat): the backbone and the head before its last upsampling recomputed
+in the backward pass give the same training as keeping their activations, and the weights file
+layout does not change."""
 
 import keras
 import numpy as np
@@ -31,7 +32,7 @@ def _train(model, steps=3):
     return history.history["loss"], [w.numpy() for w in model.weights]
 
 
-@pytest.mark.parametrize("arch,extra", [("fcn", {}),
+@pytest.mark.parametrize("arch,extra", [("fcn", {}), ("fcn32s", {}),
                                         ("fcn4s", dict(context="aspp", pyramid_blocks=1))])
 def test_remat_trains_the_same(arch, extra):
     plain, remat = _model(False, arch, **extra), _model(True, arch, **extra)
@@ -83,4 +84,41 @@ def test_the_backbone_is_recomputed_one_residual_unit_at_a_time():
     before = remat_module.RECOMPUTED["traces"]
     _train(remat, steps=1)
     built = remat_module.RECOMPUTED["traces"] - before
-    assert built > 0 and built % len(pieces) == 0   # every trace of the step: one per piece
+    # every trace of the step: one per piece, and one for the head's recomputed piece
+    assert built > 0 and built % (len(pieces) + 1) == 0
+
+
+@pytest.mark.parametrize("arch,extra,recomputed,kept", [
+    ("fcn", {}, {"bn_fcn_8", "bn_fcn_32", "bn_up_x2"}, {"bn_up_x4"}),
+    ("fcn4s", dict(context="aspp"), {"context_project_bn"}, set()),
+])
+def test_the_head_is_recomputed_up_to_its_last_upsampling(arch, extra, recomputed, kept,
+                                                          monkeypatch):
+    """The head before its last upsampling is one recomputed piece (its batch norms run again
+    under `recomputing()`); the full-resolution tail is kept; the pieces chained give the
+    core's output."""
+    from fcn_keras import layers as layers_module
+    from fcn_keras.remat import _backbones, _head, head_segments
+    model = _model(False, arch, **extra)
+    core, trunk = _head(model, _backbones(model)[0])
+    assert core.name == arch
+    first, tail = head_segments(core, trunk)
+    assert {w.path for w in first.weights + tail.weights} == {
+        w.path for w in core.weights} - {w.path for w in trunk.weights}
+    assert any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in tail.layers)
+    x = np.random.default_rng(1).random((1, 64, 64, 3), np.float32)
+    np.testing.assert_allclose(np.asarray(tail(first(trunk(x)))), np.asarray(core(x)),
+                               rtol=1e-5, atol=1e-6)
+
+    seen = {}
+    call = layers_module.BatchNormalization.call
+
+    def spy(self, inputs, training=None, mask=None):
+        seen.setdefault(self.name, set()).add(remat_module.recomputing())
+        return call(self, inputs, training=training, mask=mask)
+    monkeypatch.setattr(layers_module.BatchNormalization, "call", spy)
+    _train(_model(True, arch, **extra), steps=1)
+    for name in recomputed:
+        assert seen[name] == {False, True}, name
+    for name in kept:
+        assert seen[name] == {False}, name
