@@ -57,9 +57,10 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     four phases (depth-to-space), gives the output. The gradients are GEMMs too; TensorFlow's
     own `conv2d_transpose` gradients (a stride-2 convolution and a stride-2 filter gradient)
     barely use the second core on CPU. Its forward op is fast, though, so inference
-    (`training` not true) keeps it. On TensorFlow the nine taps are nine products summed one
-    at a time and the gradients are computed phase by phase (`_subpixel_tconv_lean`): the same
-    multiply-adds without the (in, 9 * filters) product and its gradient held at once.
+    (`training` not true) keeps it. With `lean` (set by `--remat`, `fcn_keras.remat`; on
+    TensorFlow) the nine taps are nine products summed one at a time and the gradients are
+    computed phase by phase (`_subpixel_tconv_lean`): the same multiply-adds without the
+    (in, 9 * filters) product and its gradient held at once, at some cost in speed.
 
     Weights are the parent's (kernel (3, 3, filters, in_channels) and bias, same names), so
     weight files move freely between this layer and Keras' `Conv2DTranspose`. The class keeps
@@ -71,6 +72,7 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     def __init__(self, *args, fast: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fast = bool(fast)
+        self.lean = False   # a training setting (`--remat`), not part of the saved config
 
     def _subpixel(self) -> bool:
         return (self.fast and tuple(self.kernel_size) == (3, 3) and tuple(self.strides) == (2, 2)
@@ -82,7 +84,7 @@ class Conv2DTranspose(layers.Conv2DTranspose):
             return super().call(inputs)
         # kernel (3, 3, filters, in) -> (in, 9 * filters): tap (i, j) is column block 3i + j
         weights = ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)), (-1, 9 * self.filters))
-        if keras.backend.backend() == "tensorflow":
+        if self.lean and keras.backend.backend() == "tensorflow":
             outputs = _subpixel_tconv_lean(inputs, weights)
         else:
             outputs = _subpixel_tconv(inputs, weights)

@@ -14,8 +14,8 @@ before (for the book's head the pyramid levels' Conv-BN-ReLU and upsampling, the
 and the first transposed-conv block) is one more recomputed segment; the full-resolution tail
 is not (`head_segments`). Measured (benchmarks/results-round5.json), the backbone alone gave a
 peak RSS of 0.77x / 0.73x of training without the flag at 192x256 / 352x480, 0.52 / 0.42 of
-the book's; with the head segment and the transposed conv's leaner gradient
-(`fcn_keras.layers._subpixel_tconv_lean`) see benchmarks/results-round6.json.
+the book's; with the head segment and the transposed convs' leaner gradient (`lean`, only
+with this flag: `fcn_keras.layers._subpixel_tconv_lean`) see benchmarks/results-round6.json.
 The model's layers, weights and results are unchanged (the weights file layout is the same
 with or without the flag); the price is one more forward pass of the backbone and of the head
 before its last upsampling per step.
@@ -226,10 +226,25 @@ def _headed(trunk, pieces):
     return call
 
 
+def _lean_transposed_convs(model) -> None:
+    """This package's transposed convs in `model` (nested models included) compute their
+    gradients phase by phase (`layers.Conv2DTranspose.lean`): less memory, a little slower,
+    so only with `--remat`."""
+    import keras
+
+    from fcn_keras.layers import Conv2DTranspose
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _lean_transposed_convs(layer)
+        elif isinstance(layer, Conv2DTranspose):
+            layer.lean = True
+
+
 def enable_remat(model) -> list[str]:
     """Make each backbone of `model` a chain of rematerialised segments, one per residual unit,
-    and the head around it (up to its last upsampling) one more (takes effect at the next
-    trace); returns the names of the backbones and of the models whose head was cut."""
+    and the head around it (up to its last upsampling) one more, and its transposed convs lean
+    (takes effect at the next trace); returns the names of the backbones and of the models
+    whose head was cut."""
     names = []
     for backbone in _backbones(model):
         pieces = residual_segments(backbone)
@@ -242,6 +257,7 @@ def enable_remat(model) -> list[str]:
         object.__setattr__(backbone, "rematerialized_call",
                            lambda layer_call, *a, _call=call, **k: _call or recompute(layer_call))
         names.append(backbone.name)
+    _lean_transposed_convs(model)
     heads = {id(h[0]): h for h in map(lambda b: _head(model, b), _backbones(model)) if h}
     for core, trunk in heads.values():
         pieces = head_segments(core, trunk)

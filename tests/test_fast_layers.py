@@ -45,19 +45,25 @@ def _assert_close(got, want, rtol=1e-5):
         assert np.abs(a - b).max() <= rtol * scale, (name, np.abs(a - b).max() / scale)
 
 
+@pytest.mark.parametrize("lean", [False, True], ids=["one-gemm", "lean"])
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 9), (12, 16)])
-def test_same_outputs_and_gradients_as_conv2d_transpose(size):
+def test_same_outputs_and_gradients_as_conv2d_transpose(size, lean):
+    """Both training forms: one GEMM, and `lean` (`--remat`: products and gradients phase by
+    phase)."""
     rng = np.random.default_rng(0)
     plain, fast = _pair(6, 5)
+    fast.lean = lean
     x = rng.standard_normal((2, *size, 5)).astype("float32")
     upstream = rng.standard_normal((2, 2 * size[0], 2 * size[1], 6)).astype("float32")
     _assert_close(_outputs_and_gradients(fast, x, upstream),
                   _outputs_and_gradients(plain, x, upstream))
 
 
-def test_same_inside_a_compiled_function_with_unknown_sizes():
+@pytest.mark.parametrize("lean", [False, True], ids=["one-gemm", "lean"])
+def test_same_inside_a_compiled_function_with_unknown_sizes(lean):
     rng = np.random.default_rng(1)
     plain, fast = _pair(4, 3)
+    fast.lean = lean
     spec = tf.TensorSpec((None, None, None, 3), tf.float32)
     run_plain = tf.function(plain, input_signature=[spec])
     run_fast = tf.function(lambda x: fast(x, training=True), input_signature=[spec])
