@@ -127,8 +127,9 @@ def convert_annotations(inputs, data_path, output_dir=None, classes=None, attrib
     fmt: ``auto`` (from each file) or one of `fcn_keras.annotations.FORMATS`.
 
     Memory: a VIA file of `via.STREAM_BYTES` or more is read one entry at a time, twice (to
-    check everything, then to write), so what is held is a few bytes per image plus its stem
-    and name, not its annotations (docs/bad-input.md, "Long input lists").
+    check everything, then to write): checking holds 25 bytes an image (its names' hashes,
+    its size and flags), writing also its stem and name for the result, never its
+    annotations (docs/bad-input.md, "Long input lists").
     """
     data_path = Path(data_path)
     if draw_order not in DRAW_ORDERS:
@@ -144,11 +145,9 @@ def convert_annotations(inputs, data_path, output_dir=None, classes=None, attrib
     output_dir = Path(output_dir) if output_dir is not None else data_path / "masks"
     given_info = parse_classes(classes)
 
-    problems = _Problems()
-    reading = _Reading(data_path, attribute, fmt, problems.reading)
+    reading = _Reading(data_path, attribute, fmt)
     jobs = reading.jobs(paths)
-    checked = _check(jobs, skip_missing, problems)
-    reading.forget_names()
+    problems, checked = _check_names_once(reading, jobs, skip_missing)
     class_map = _class_map(jobs, checked.names, given_info, reading.declared, problems)
     if problems:
         raise DataError(format_problems(problems.all()))
@@ -172,6 +171,23 @@ def convert_annotations(inputs, data_path, output_dir=None, classes=None, attrib
 def convert_via(json_paths, data_path, output_dir=None, **options) -> ConversionResult:
     """`convert_annotations` for VIA JSON files (the book's converter)."""
     return convert_annotations(json_paths, data_path, output_dir, fmt="via", **options)
+
+
+def _check_names_once(reading: _Reading, jobs: _Jobs, skip_missing: bool):
+    """The checking pass, with image names compared by their hashes (`_Reading.job`): when
+    no hash repeats, no two names are equal, which is the usual case, and the pass held 16
+    bytes an image for it. Otherwise (two images named alike, or two names with one hash)
+    the pass is made again comparing the names themselves, so that the clashing images are
+    left out of every check, as the messages say."""
+    for exact in (False, True):
+        problems = _Problems()
+        reading.start(problems.reading, exact)
+        jobs.restart()
+        checked = _check(jobs, skip_missing, problems)
+        if exact or not reading.names_may_clash():
+            break
+    reading.start(problems.reading, exact=False)   # frees the names
+    return problems, checked
 
 
 class _Problems:
@@ -218,15 +234,28 @@ class _Reading:
     (clashes are reported); keeps what the files declare: formats, class lists, warnings,
     split list names. Problems go to `problems` in the inputs' order."""
 
-    def __init__(self, data_path: Path, attribute, fmt: str, problems: list[str]):
+    def __init__(self, data_path: Path, attribute, fmt: str):
         self.data_path, self.attribute, self.fmt = data_path, attribute, fmt
-        self.problems = problems
+        self.problems: list[str] = []
         self.formats: dict[str, str] = {}
         self.declared: list[tuple[str, tuple | None]] = []
         self.warnings: list[str] = []
         self.list_names: list[str] = []
+        self.start(self.problems, exact=False)
+
+    def start(self, problems: list[str], exact: bool) -> None:
+        """Begin a first pass over the jobs: its problems go to `problems`; names are compared
+        by their hashes (`exact` False: 16 bytes an image, nothing left out) or themselves
+        (clashing images are reported and left out)."""
+        self.problems, self.exact = problems, exact
         self.by_name: dict[str, str] = {}
         self.by_stem: dict[str, str] = {}
+        self.name_hashes, self.stem_hashes = array("q"), array("q")
+
+    def names_may_clash(self) -> bool:
+        """Whether a name or mask stem hash repeats (after a hashed first pass)."""
+        return any(len(np.unique(np.frombuffer(hashes, np.int64))) < len(hashes)
+                   for hashes in (self.name_hashes, self.stem_hashes) if len(hashes))
 
     def jobs(self, paths) -> _Jobs:
         jobs, seen = _Jobs(), {}
@@ -272,6 +301,10 @@ class _Reading:
         """The job of an image read for the first time; None (and a line in `problems`) when
         its name or its mask's clashes with an image read before."""
         name = PurePosixPath(image.filename.replace("\\", "/"))
+        if not self.exact:
+            self.name_hashes.append(hash(str(name)))
+            self.stem_hashes.append(hash(name.stem))
+            return self.again(image, stem, name)
         where = f"{image.source}: {image.filename}"
         if str(name) in self.by_name:
             problems.append(f"{where}: listed twice (also in {self.by_name[str(name)]}); "
@@ -292,9 +325,6 @@ class _Reading:
         return _Job(image, image.split or stem, name.stem, self.data_path / name,
                     drawn=_drawn(image))
 
-    def forget_names(self) -> None:
-        """The names are checked (first pass over the jobs): free what that took."""
-        self.by_name, self.by_stem = {}, {}
 
 
 class _Part:
@@ -306,9 +336,13 @@ class _Part:
     def __init__(self, reading: _Reading, stem: str, images=(), problems=(), path=None):
         self.reading, self.stem, self.path = reading, stem, path
         self.images, self.problems = list(images), list(problems)
+        self.stamp = None
+        self.restart()
+
+    def restart(self) -> None:
+        """The next pass is a first pass again."""
         self.jobs: list[_Job] | None = None    # whole: the jobs, once made
         self.dropped: set[int] | None = None   # streamed: entries that make no job
-        self.stamp = None
 
     def __iter__(self):
         return self._streamed() if self.path is not None else self._whole()
@@ -318,14 +352,16 @@ class _Part:
             self.reading.problems.extend(self.problems)
             jobs = (self.reading.job(image, self.stem, self.reading.problems)
                     for image in self.images)
-            self.jobs, self.images = [job for job in jobs if job is not None], []
+            self.jobs = [job for job in jobs if job is not None]
         yield from self.jobs
 
     def _streamed(self):
         first = self.dropped is None
+        if first and self.stamp is None:
+            self.stamp = _stamp(self.path)
         if first:
-            self.dropped, self.stamp = set(), _stamp(self.path)
-        elif _stamp(self.path) != self.stamp:
+            self.dropped = set()
+        if _stamp(self.path) != self.stamp:
             raise DataError(f"{self.path}: the annotation file changed while it was being "
                             "converted; run the conversion again")
         entries = via.stream_via(self.path, self.path.name, self.reading.attribute)
@@ -370,8 +406,14 @@ class _Jobs:
 
     def __init__(self):
         self.parts: list[_Part] = []
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget what was learnt: the next pass is a first pass again."""
         self.count = 0
         self._heights, self._widths, self._flags = array("i"), array("i"), bytearray()
+        for part in self.parts:
+            part.restart()
 
     def __iter__(self):
         ordinal = 0
