@@ -8,7 +8,8 @@ name and its `Region`s, each a shape and a class name); everything after that is
   ``read(source, document) -> Annotations`` and never raises on bad input: it lists problems.
 - `classes`: class name -> index (one rule for all formats), class files.
 - `rasterize` (+ `rle`): regions -> pixels, each format by its own tool's pixel rule.
-- `convert`: the converter: checks everything, then writes masks, classes.json and split lists.
+- `convert`: the converter: checks everything, then writes masks, classes.json and split lists
+  (a large VIA file is read one entry at a time on each of those two passes: `stream`).
 - The other way, masks -> annotations: `polygons` (a mask's objects as polygons, holes bridged
   in, that the converter turns back into the mask) and `via_writer` (a VIA 2.x project of them:
   predictions to correct in VIA, `fcn.py --image-file DIR --via-out FILE.json`).

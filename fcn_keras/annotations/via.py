@@ -21,6 +21,9 @@ else the first of ``Name``, ``name``, ``class``, ``label``, ``type``, ``category
 (``{"cat": true}``: exactly one option must be ticked). A region without such a value gets
 ``class_name=None``; the converter reports it.
 
+A large 1.x / 2.x file is also read one entry at a time (`stream_via`, for the converter),
+giving what `parse_via` gives for the whole document.
+
 Problems (malformed JSON, missing keys, wrong types, non-finite coordinates, file names that leave
 the data folder) are all collected and raised together as one `DataError` that names the JSON
 file, the image, the region index and what is wrong.
