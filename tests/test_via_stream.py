@@ -248,6 +248,7 @@ def test_a_file_changed_between_the_passes_is_refused(tmp_path, monkeypatch, str
     monkeypatch.setattr(convert, "_check", check_then_edit)
     with pytest.raises(DataError, match="changed while it was being converted"):
         convert_via("v.json", folder)
+    assert not list((folder / "masks").glob("*.png"))
 
 
 def test_a_late_json_error_is_named_and_nothing_is_written(tmp_path, streamed):
