@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,6 +228,21 @@ def test_labelme_embedded_image_is_used_and_written(tmp_path):
     assert written.read_bytes() == buffer.getvalue()
     expected = labelme_shape_to_mask("polygon", LABELME_SHAPES[0]["points"])
     assert np.array_equal(read_mask(tmp_path / "out" / "only.png"), expected.astype(np.uint8))
+
+
+def test_labelme_embedded_image_path_with_relative_folders(tmp_path, monkeypatch):
+    """The written image's path as the caller's folders give it (not taken inside the data
+    folder)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (W, H), (10, 200, 30)).save(buffer, format="PNG")
+    (tmp_path / "data").mkdir()
+    labelme_file(tmp_path / "data" / "only.json", "only.png", LABELME_SHAPES[:1],
+                 image_data=base64.b64encode(buffer.getvalue()).decode())
+    monkeypatch.chdir(tmp_path)
+    result = convert_annotations("data/only.json", "data", "out")
+    assert result.image_paths["only"] == Path("out/images/only.png")
+    assert result.mask_paths["only"] == Path("out/only.png")
+    assert Path("out/images/only.png").read_bytes() == buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,14 +73,19 @@ class ConversionResult:
 
 class PathsByStem(Mapping):
     """stem -> `Path`, made on demand: ``folder / names[stem]``, or ``folder / pattern.format(
-    stem)`` when a pattern is given (the masks: one name per stem, nothing stored)."""
+    stem)`` when a pattern is given (the masks: one name per stem, nothing stored); `paths`
+    holds the few whole paths that are elsewhere (images a LabelMe file embeds)."""
 
-    def __init__(self, folder: Path, names: dict[str, str], pattern: str | None = None):
+    def __init__(self, folder: Path, names: dict[str, str], pattern: str | None = None,
+                 paths: dict[str, Path] | None = None):
         self.folder, self.names, self.pattern = folder, names, pattern
+        self.paths = {} if paths is None else paths
 
     def __getitem__(self, stem: str) -> Path:
         name = self.names[stem]
-        return self.folder / (self.pattern.format(stem) if self.pattern else name)
+        if self.pattern:
+            return self.folder / self.pattern.format(stem)
+        return self.paths.get(stem) or self.folder / name
 
     def __iter__(self):
         return iter(self.names)
@@ -641,8 +646,8 @@ def _write_outputs(jobs, total: int, data_path: Path, class_map: ClassMap,
     output_dir.mkdir(parents=True, exist_ok=True)
     palette = class_map.info.palette()
     book = {} if npy_path is not None else None
-    tallies, names = _Tallies(), {}   # stem -> image name in the data folder (or path)
-    result.image_paths = PathsByStem(data_path, names)
+    tallies, names, embedded = _Tallies(), {}, {}   # stem -> image name in the data folder
+    result.image_paths = PathsByStem(data_path, names, paths=embedded)
     result.mask_paths = PathsByStem(output_dir, names, "{}.png")
 
     def render(job):
@@ -663,7 +668,9 @@ def _write_outputs(jobs, total: int, data_path: Path, class_map: ClassMap,
             tallies.outside.add(f"{job.image.filename} region {job.drawn[i].index}")
         result.written += write_if_changed(output_dir / f"{job.stem}.png", png)
         result.stems[job.list_name].append(job.stem)
-        names[job.stem] = str(job.path) if job.embedded else job.image.filename.replace("\\", "/")
+        names[job.stem] = job.image.filename.replace("\\", "/")
+        if job.embedded:
+            embedded[job.stem] = job.path
         if book is not None:
             book[job.image.filename] = one_hot(mask, class_map.info.n_classes)
         if show:
