@@ -151,14 +151,21 @@ class BatchNormalization(layers.BatchNormalization):
         return {**super().get_config(), "fast": self.fast}
 
 
+def all_layers(model):
+    """Every layer of `model` that is not itself a model, nested models' included."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+        else:
+            yield layer
+
+
 def set_fast_layers(model, enabled: bool) -> None:
     """Switch every `Conv2DTranspose` / `BatchNormalization` of this module in `model` (nested
     models included) between its fast form and Keras' own computation; takes effect at the
     next trace."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            set_fast_layers(layer, enabled)
-        elif isinstance(layer, (Conv2DTranspose, BatchNormalization)):
+    for layer in all_layers(model):
+        if isinstance(layer, (Conv2DTranspose, BatchNormalization)):
             layer.fast = bool(enabled)
 
 

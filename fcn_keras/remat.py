@@ -230,13 +230,9 @@ def _lean_transposed_convs(model) -> None:
     """This package's transposed convs in `model` (nested models included) compute their
     gradients phase by phase (`layers.Conv2DTranspose.lean`): less memory, a little slower,
     so only with `--remat`."""
-    import keras
-
-    from fcn_keras.layers import Conv2DTranspose
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            _lean_transposed_convs(layer)
-        elif isinstance(layer, Conv2DTranspose):
+    from fcn_keras.layers import Conv2DTranspose, all_layers
+    for layer in all_layers(model):
+        if isinstance(layer, Conv2DTranspose):
             layer.lean = True
 
 

@@ -88,13 +88,6 @@ def test_the_backbone_is_recomputed_one_residual_unit_at_a_time():
     assert built > 0 and built % (len(pieces) + 1) == 0
 
 
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
 @pytest.mark.parametrize("arch,extra,recomputed,kept", [
     ("fcn", {}, {"bn_fcn_8", "bn_fcn_32", "bn_up_x2"}, {"bn_up_x4"}),
     ("fcn4s", dict(context="aspp"), {"context_project_bn"}, set()),
@@ -113,7 +106,7 @@ def test_the_head_is_recomputed_up_to_its_last_upsampling(arch, extra, recompute
     assert {w.path for w in first.weights + tail.weights} == {
         w.path for w in core.weights} - {w.path for w in trunk.weights}
     assert any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in tail.layers)
-    transposed = [layer for layer in _all_layers(model)
+    transposed = [layer for layer in layers_module.all_layers(model)
                   if isinstance(layer, layers_module.Conv2DTranspose)]
     assert (arch != "fcn" or transposed) and not any(layer.lean for layer in transposed)
     remat_module.enable_remat(model)

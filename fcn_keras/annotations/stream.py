@@ -128,12 +128,8 @@ class JSONStream:
             key = self._key()
             self._expect(":")
             yield key
-            char = self.peek()
-            self._pos += 1
-            if char == "}":
+            if not self._another("}"):
                 return
-            if char != ",":
-                raise self._error("expected ',' or '}'")
 
     def items(self):
         """Walk an array: yields each index; the caller takes its value before the next."""
@@ -145,12 +141,18 @@ class JSONStream:
         while True:
             yield index
             index += 1
-            char = self.peek()
-            self._pos += 1
-            if char == "]":
+            if not self._another("]"):
                 return
-            if char != ",":
-                raise self._error("expected ',' or ']'")
+
+    def _another(self, close: str) -> bool:
+        """After a member: True at a ',' (another follows), False at `close`."""
+        char = self.peek()
+        self._pos += 1
+        if char == close:
+            return False
+        if char != ",":
+            raise self._error(f"expected ',' or '{close}'")
+        return True
 
     def end(self) -> None:
         """Nothing but white space may follow the top-level value."""
