@@ -6,6 +6,8 @@ All layers use `keras.layers` / `keras.ops` only, so models run on any Keras 3 b
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -56,8 +58,11 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     GEMM. Shifting taps by one row/column and summing them per phase, then interleaving the
     four phases (depth-to-space), gives the output. The gradients are GEMMs too; TensorFlow's
     own `conv2d_transpose` gradients (a stride-2 convolution and a stride-2 filter gradient)
-    barely use the second core on CPU. Its forward op is fast, though, so inference
-    (`training` not true) keeps it. With `lean` (set by `--remat`, `fcn_keras.remat`; on
+    barely use the second core on a CPU without AMX. Its forward op is fast, though, so
+    inference (`training` not true) keeps it, and so does training in bfloat16 on a CPU with
+    AMX-BF16, where oneDNN runs the transposed conv and both its gradients on the AMX tiles
+    and the shifts and copies of the sub-pixel form cost more than they save
+    (`subpixel_training_pays`). With `lean` (set by `--remat`, `fcn_keras.remat`; on
     TensorFlow) the nine taps are nine products summed one at a time and the gradients are
     computed phase by phase (`_subpixel_tconv_lean`): the same multiply-adds without the
     (in, 9 * filters) product and its gradient held at once, at some cost in speed.
@@ -80,8 +85,8 @@ class Conv2DTranspose(layers.Conv2DTranspose):
                 and self.output_padding is None and self.data_format == "channels_last")
 
     def call(self, inputs, training=None):
-        if not (training and self._subpixel()):   # inference: TF's own op is the faster one
-            return super().call(inputs)
+        if not (training and self._subpixel() and subpixel_training_pays(self.compute_dtype)):
+            return super().call(inputs)   # inference: TF's own op is the faster one
         # kernel (3, 3, filters, in) -> (in, 9 * filters): tap (i, j) is column block 3i + j
         weights = ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)), (-1, 9 * self.filters))
         if self.lean and keras.backend.backend() == "tensorflow":
@@ -167,6 +172,23 @@ def set_fast_layers(model, enabled: bool) -> None:
     for layer in all_layers(model):
         if isinstance(layer, (Conv2DTranspose, BatchNormalization)):
             layer.fast = bool(enabled)
+
+
+def subpixel_training_pays(compute_dtype: str) -> bool:
+    """Whether `Conv2DTranspose` trains faster in its sub-pixel form than with the backend's own
+    transposed conv, for layers computing in `compute_dtype` on this machine.
+
+    Not for bfloat16 on a CPU with AMX-BF16: there the book's model trained 10-13% faster with
+    TensorFlow's `conv2d_transpose` (benchmarks/README.md, round 7). Elsewhere (AVX-512 without
+    AMX, float32, float16 on a GPU) the sub-pixel form stays, as measured in round 2.
+    """
+    return not (compute_dtype == "bfloat16" and _cpu_has_amx())
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_amx() -> bool:
+    from fcn_keras.runtime import cpu_flags
+    return "amx_bf16" in cpu_flags()
 
 
 def _subpixel_tconv(inputs, weights):

@@ -10,8 +10,16 @@ tf = pytest.importorskip("tensorflow")
 
 from keras import layers  # noqa: E402
 
+import fcn_keras.layers as layers_module  # noqa: E402
 from fcn_keras.layers import BatchNormalization, Conv2DTranspose, set_fast_layers  # noqa: E402
 from fcn_keras.models import build_model  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _subpixel_everywhere(monkeypatch):
+    """The sub-pixel training form on every machine (on a CPU with AMX, bfloat16 layers would
+    train with TensorFlow's own op instead, see `test_amx_bfloat16_trains_with_the_parents_op`)."""
+    monkeypatch.setattr(layers_module, "subpixel_training_pays", lambda dtype: True)
 
 
 def _pair(filters, in_channels, **kwargs):
@@ -105,6 +113,27 @@ def test_bfloat16_policy_computes_in_bfloat16_and_matches():
     want = plain(x).numpy()
     np.testing.assert_allclose(y16.numpy().astype("float32"), want,
                                atol=0.03 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_amx_bfloat16_trains_with_the_parents_op(monkeypatch, amx):
+    """bfloat16 on a CPU with AMX-BF16 trains with TensorFlow's conv2d_transpose (faster there,
+    benchmarks round 7); float32 and CPUs without AMX keep the sub-pixel form."""
+    monkeypatch.undo()
+    monkeypatch.setattr(layers_module, "_cpu_has_amx", lambda: amx)
+    assert layers_module.subpixel_training_pays("float32")
+    assert layers_module.subpixel_training_pays("float16")
+    assert layers_module.subpixel_training_pays("bfloat16") is not amx
+    rng = np.random.default_rng(4)
+    plain, _ = _pair(8, 16)
+    fast16 = Conv2DTranspose(8, 3, strides=2, padding="same", dtype="mixed_bfloat16")
+    plain16 = layers.Conv2DTranspose(8, 3, strides=2, padding="same", dtype="mixed_bfloat16")
+    for layer in (fast16, plain16):
+        layer.build((None, None, None, 16))
+        layer.set_weights(plain.get_weights())
+    x = rng.standard_normal((2, 6, 5, 16)).astype("float32")
+    same = np.array_equal(fast16(x, training=True).numpy(), plain16(x).numpy())
+    assert same is amx   # the sub-pixel form rounds its partial sums differently in bfloat16
 
 
 def _keras_layers_model():
