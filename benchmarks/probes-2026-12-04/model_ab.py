@@ -4,8 +4,9 @@ layer form changed, in a fresh process per variant; variants alternate over --ro
 
     python benchmarks/probes-2026-12-04/model_ab.py --variants base,native --rounds 3
 
-native: every Conv2DTranspose uses TensorFlow's conv2d_transpose in training too;
-native256: only those with at most 256 input channels.
+subpixel: every Conv2DTranspose trains in its sub-pixel form; native: with TensorFlow's
+conv2d_transpose; native256: only those with at most 256 input channels; base: the default
+(`fcn_keras.layers.subpixel_training_pays`).
 """
 import argparse, json, subprocess, sys, time
 from pathlib import Path
@@ -23,9 +24,11 @@ def one(variant, height, width, batch, steps, model_kind):
         model, _ = build_model("fcn8s", 4, n=3)
     else:
         model, _ = build_model("fcn", 4, n=6, layers_=3, head_filters=256, pyramid_filters=512)
+    if variant in ("subpixel", "native"):
+        L.subpixel_training_pays = lambda dtype: variant == "subpixel"
     for layer in L.all_layers(model):
         if isinstance(layer, L.Conv2DTranspose):
-            if variant == "native" or (variant == "native256" and layer.input.shape[-1] <= 256):
+            if variant == "native256" and layer.input.shape[-1] <= 256:
                 layer.fast = False
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=SegmentationLoss(4))
     model.optimizer.build(model.trainable_variables)
