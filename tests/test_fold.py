@@ -79,3 +79,47 @@ def test_labels_argmax_in_the_graph_match_the_probabilities():
         assert labels.dtype == np.uint8 and labels.shape == shape
         np.testing.assert_array_equal(labels, predictor.probabilities(x).argmax(-1))
     assert predictor.traces == 2    # one labels function and one probabilities function
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (8, 6)])
+def test_rows_form_matches_the_transposed_conv(monkeypatch, size, activation):
+    """The rows form (two convolutions and a stack, `FoldedConv2DTranspose._rows`) computes the
+    transposed conv + bias (+ ReLU), in a function traced for unknown sizes too."""
+    import tensorflow as tf
+
+    from fcn_keras import fold
+    layer = fold.FoldedConv2DTranspose(6, 3, strides=2, padding="same", activation=activation,
+                                       bias_initializer="random_normal")
+    layer.build((None, None, None, 5))
+    x = np.random.default_rng(3).standard_normal((2, *size, 5)).astype("float32")
+    monkeypatch.setattr(fold, "rows_pay", lambda *args: False)
+    expected = layer(x).numpy()
+    monkeypatch.setattr(fold, "rows_pay", lambda *args: True)
+    rows, calls = fold.FoldedConv2DTranspose._rows, []
+    monkeypatch.setattr(fold.FoldedConv2DTranspose, "_rows",
+                        lambda self, inputs: calls.append(1) or rows(self, inputs))
+    spec = tf.TensorSpec((None, None, None, 5), tf.float32)
+    for got in (layer(x).numpy(), tf.function(layer, input_signature=[spec])(x).numpy()):
+        assert got.shape == expected.shape == (2, 2 * size[0], 2 * size[1], 6)
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert len(calls) == 2
+
+
+def test_folded_book_head_in_rows_form_matches_the_unfolded_model(monkeypatch):
+    from fcn_keras import fold
+    monkeypatch.setattr(fold, "rows_pay", lambda *args: True)
+    model = _model("fcn")
+    x = np.random.default_rng(4).random((2, 70, 90, 3), np.float32)
+    np.testing.assert_allclose(fold_batch_norm(model)(x, training=False).numpy(),
+                               model(x, training=False).numpy(), atol=2e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_rows_form_only_in_bfloat16_on_amx_and_for_few_input_channels(monkeypatch, amx):
+    from fcn_keras import fold, layers
+    monkeypatch.setattr(layers, "_cpu_has_amx", lambda: amx)
+    assert fold.rows_pay("bfloat16", 256, 256) is amx
+    assert not fold.rows_pay("bfloat16", 1024, 256)
+    assert not fold.rows_pay("float32", 256, 256)
+    assert not fold.rows_pay("bfloat16", None, 256)
