@@ -6,7 +6,7 @@ layer form changed, in a fresh process per variant; variants alternate over --ro
 
 subpixel: every Conv2DTranspose trains in its sub-pixel form; native: with TensorFlow's
 conv2d_transpose; native256: only those with at most 256 input channels; base: the default
-(`fcn_keras.layers.subpixel_training_pays`).
+(`fcn_keras.layers.subpixel_training_pays`); inter1: the default with one inter-op thread.
 """
 import argparse, json, subprocess, sys, time
 from pathlib import Path
@@ -19,6 +19,8 @@ def one(variant, height, width, batch, steps, model_kind):
     from fcn_keras import layers as L
     from fcn_keras.losses import SegmentationLoss
     from fcn_keras.models import build_model
+    if variant == "inter1":    # one op at a time, each with both cores
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     if model_kind == "camvid":
         model, _ = build_model("fcn8s", 4, n=3)

@@ -20,7 +20,12 @@ p.add_argument("--width", type=int, default=256)
 p.add_argument("--batch", type=int, default=4)
 p.add_argument("--calls", type=int, default=6)
 p.add_argument("--no-fold", action="store_true")
+p.add_argument("--no-rows", action="store_true", help="keep TensorFlow's transposed conv")
+p.add_argument("--wall-only", action="store_true", help="skip the profile")
 a = p.parse_args()
+if a.no_rows:
+    import fcn_keras.fold
+    fcn_keras.fold.rows_pay = lambda *args: False
 keras.mixed_precision.set_global_policy("mixed_bfloat16")
 model, _ = build_model("fcn", 4, n=6, layers_=3, head_filters=256, pyramid_filters=512)
 pred = Predictor(model, fold_bn=not a.no_fold)
@@ -31,6 +36,9 @@ t = time.perf_counter()
 for _ in range(a.calls):
     pred.labels(x)
 wall = (time.perf_counter() - t) / a.calls
+if a.wall_only:
+    print(f"wall {wall*1e3:.1f} ms per batch ({a.batch / wall:.2f} images/s), rows form {'off' if a.no_rows else 'on'}")
+    sys.exit(0)
 logdir = tempfile.mkdtemp(prefix="fcn-eprof-")
 tf.profiler.experimental.start(logdir)
 for _ in range(a.calls):
