@@ -238,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "0.9 makes short trainings usable in inference mode much sooner)")
     model.add_argument("--fast-layers", action=argparse.BooleanOptionalAction,
                        help="compute the 3x3 stride-2 transposed convs (training) as one GEMM "
-                       "and a sub-pixel shuffle and batch norms with TensorFlow's fused kernel; "
+                       "and a sub-pixel shuffle (not in bfloat16 on CPUs with AMX, where "
+                       "TensorFlow's own op is faster) and batch norms with TensorFlow's fused "
+                       "kernel; "
                        "same weights and results as Keras' own layers, which --no-fast-layers "
                        "uses")
 

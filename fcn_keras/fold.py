@@ -50,8 +50,8 @@ class FoldedConv2DTranspose(Conv2DTranspose):
     rows 2 and 0, the odd rows from row m through kernel row 1, and along a row the two output
     columns of input column n are 2F output channels of one convolution (the odd column never
     uses column n - 1, a zero tap). One stack interleaves the rows. A third more multiply-adds
-    (the zero taps), two fewer passes over the output: the book head's last block ran 33%
-    faster this way (benchmarks/README.md, round 7).
+    (the zero taps), two fewer passes over the output: the book head's last block took 27%
+    less time this way (benchmarks/README.md, round 7).
     """
 
     def call(self, inputs, training=None):
@@ -89,8 +89,8 @@ class FoldedConv2DTranspose(Conv2DTranspose):
 def rows_pay(compute_dtype: str, in_channels: int | None, filters: int) -> bool:
     """Whether `FoldedConv2DTranspose` computes its rows form: in bfloat16 on a CPU with
     AMX-BF16 (convolutions cheap beside passes over memory), for no more input channels than
-    filters. Measured on the book's head (round 7): 256 -> 256 channels 33% faster, 1024 -> 256
-    47% slower (its output is a quarter as large beside the same multiply-adds)."""
+    filters. Measured on the book's head (round 7): 256 -> 256 channels 116 -> 85 ms, 1024 -> 256
+    48 -> 70 ms (its output is a quarter as large beside the same multiply-adds)."""
     return (in_channels is not None and in_channels <= filters
             and not subpixel_training_pays(compute_dtype))
 

@@ -178,7 +178,7 @@ def subpixel_training_pays(compute_dtype: str) -> bool:
     """Whether `Conv2DTranspose` trains faster in its sub-pixel form than with the backend's own
     transposed conv, for layers computing in `compute_dtype` on this machine.
 
-    Not for bfloat16 on a CPU with AMX-BF16: there the book's model trained 10-13% faster with
+    Not for bfloat16 on a CPU with AMX-BF16: there the book's model trained 10-11% faster with
     TensorFlow's `conv2d_transpose` (benchmarks/README.md, round 7). Elsewhere (AVX-512 without
     AMX, float32, float16 on a GPU) the sub-pixel form stays, as measured in round 2.
     """
