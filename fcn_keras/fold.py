@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from fcn_keras.layers import Conv2DTranspose, subpixel_training_pays
+from fcn_keras.layers import Conv2DTranspose, computes_on_amx
 
 
 @keras.saving.register_keras_serializable(package="fcn_keras")
@@ -91,8 +91,7 @@ def rows_pay(compute_dtype: str, in_channels: int | None, filters: int) -> bool:
     AMX-BF16 (convolutions cheap beside passes over memory), for no more input channels than
     filters. Measured on the book's head (round 7): 256 -> 256 channels 116 -> 85 ms, 1024 -> 256
     48 -> 70 ms (its output is a quarter as large beside the same multiply-adds)."""
-    return (in_channels is not None and in_channels <= filters
-            and not subpixel_training_pays(compute_dtype))
+    return in_channels is not None and in_channels <= filters and computes_on_amx(compute_dtype)
 
 
 def row_kernels(kernel):

@@ -178,17 +178,29 @@ def subpixel_training_pays(compute_dtype: str) -> bool:
     """Whether `Conv2DTranspose` trains faster in its sub-pixel form than with the backend's own
     transposed conv, for layers computing in `compute_dtype` on this machine.
 
-    Not for bfloat16 on a CPU with AMX-BF16: there the book's model trained 10-11% faster with
+    Not where `computes_on_amx`: there the book's model trained 10-11% faster with
     TensorFlow's `conv2d_transpose` (benchmarks/README.md, round 7). Elsewhere (AVX-512 without
-    AMX, float32, float16 on a GPU) the sub-pixel form stays, as measured in round 2.
+    AMX, float32, GPUs, other backends) the sub-pixel form stays, as measured in round 2.
     """
-    return not (compute_dtype == "bfloat16" and _cpu_has_amx())
+    return not computes_on_amx(compute_dtype)
+
+
+def computes_on_amx(compute_dtype: str) -> bool:
+    """True for bfloat16 layers that TensorFlow runs on a CPU with AMX-BF16 (no GPU visible):
+    oneDNN's convolutions use the AMX tiles there, so arithmetic is cheap beside passes over
+    memory, which is what the choices of `subpixel_training_pays` and
+    `fcn_keras.fold.rows_pay` turn on."""
+    return compute_dtype == "bfloat16" and _tensorflow_on_amx_cpu()
 
 
 @functools.lru_cache(maxsize=1)
-def _cpu_has_amx() -> bool:
+def _tensorflow_on_amx_cpu() -> bool:
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
     from fcn_keras.runtime import cpu_flags
-    return "amx_bf16" in cpu_flags()
+    return "amx_bf16" in cpu_flags() and not tf.config.list_physical_devices("GPU")
 
 
 def _subpixel_tconv(inputs, weights):

@@ -120,7 +120,7 @@ def test_amx_bfloat16_trains_with_the_parents_op(monkeypatch, amx):
     """bfloat16 on a CPU with AMX-BF16 trains with TensorFlow's conv2d_transpose (faster there,
     benchmarks round 7); float32 and CPUs without AMX keep the sub-pixel form."""
     monkeypatch.undo()
-    monkeypatch.setattr(layers_module, "_cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(layers_module, "_tensorflow_on_amx_cpu", lambda: amx)
     assert layers_module.subpixel_training_pays("float32")
     assert layers_module.subpixel_training_pays("float16")
     assert layers_module.subpixel_training_pays("bfloat16") is not amx

@@ -118,7 +118,7 @@ def test_folded_book_head_in_rows_form_matches_the_unfolded_model(monkeypatch):
 @pytest.mark.parametrize("amx", [False, True])
 def test_rows_form_only_in_bfloat16_on_amx_and_for_few_input_channels(monkeypatch, amx):
     from fcn_keras import fold, layers
-    monkeypatch.setattr(layers, "_cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(layers, "_tensorflow_on_amx_cpu", lambda: amx)
     assert fold.rows_pay("bfloat16", 256, 256) is amx
     assert not fold.rows_pay("bfloat16", 1024, 256)
     assert not fold.rows_pay("float32", 256, 256)
