@@ -33,7 +33,6 @@ def main() -> None:
     import keras
     import numpy as np
     import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     from fcn_keras.losses import SegmentationLoss
     from fcn_keras.models import build_model
@@ -55,26 +54,14 @@ def main() -> None:
     model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
     tf.profiler.experimental.stop()
 
-    space = xplane_pb2.XSpace()
-    path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
-    space.ParseFromString(Path(path).read_bytes())
     by_type, examples, head = collections.Counter(), {}, 0.0
     by_layer = collections.Counter()
-    for plane in space.planes:
-        for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):
-                continue
-            for event in line.events:
-                meta = plane.event_metadata.get(event.metadata_id)
-                name = meta.name if meta else "?"
-                if name == "ExecutorState::Process":   # encloses the ops: bookkeeping
-                    continue
-                kind = name.rsplit(":", 1)[-1]
-                ms = event.duration_ps / 1e9
-                by_type[kind] += ms
-                by_layer[layer_of(name)] += ms
-                examples.setdefault(kind, name)
-                head += ms if "tconv_up_x" in name else 0.0
+    for name, ms in op_events(logdir):
+        kind = name.rsplit(":", 1)[-1]
+        by_type[kind] += ms
+        by_layer[layer_of(name)] += ms
+        examples.setdefault(kind, name)
+        head += ms if "tconv_up_x" in name else 0.0
     total = sum(by_type.values())
     print(f"op time {total:.0f} ms over {args.steps} steps ({args.height}x{args.width}, "
           f"batch {args.batch}, {args.policy}); head transposed convs: {100 * head / total:.1f}%")
@@ -83,6 +70,24 @@ def main() -> None:
     print("by layer (forward and backward together):")
     for layer, ms in by_layer.most_common(args.top_layers):
         print(f"{layer[:60]:60s} {ms:9.1f} ms {100 * ms / total:5.1f}%")
+
+
+def op_events(logdir: str):
+    """(op event name, milliseconds) of every op event on TensorFlow's compute threads in the
+    `tf.profiler` trace under `logdir` (the executor's enclosing bookkeeping events left out)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    space = xplane_pb2.XSpace()
+    path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
+    space.ParseFromString(Path(path).read_bytes())
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                meta = plane.event_metadata.get(event.metadata_id)
+                name = meta.name if meta else "?"
+                if name != "ExecutorState::Process":   # encloses the ops: bookkeeping
+                    yield name, event.duration_ps / 1e9
 
 
 def layer_of(name: str) -> str:

@@ -4,15 +4,14 @@ batch norms folded, labels out), by op type and by layer, from a tf.profiler tra
 
     python benchmarks/probes-2026-12-04/profile_eval.py [--height 192 --width 256 --batch 4]
 """
-import argparse, collections, glob, sys, tempfile, time
+import argparse, collections, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras, numpy as np, tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from fcn_keras.models import build_model
 from fcn_keras.predict import Predictor
-from profile_ops import layer_of
+from profile_ops import layer_of, op_events
 
 p = argparse.ArgumentParser()
 p.add_argument("--height", type=int, default=192)
@@ -44,21 +43,10 @@ tf.profiler.experimental.start(logdir)
 for _ in range(a.calls):
     pred.labels(x)
 tf.profiler.experimental.stop()
-space = xplane_pb2.XSpace()
-space.ParseFromString(Path(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]).read_bytes())
 by_type, by_layer = collections.Counter(), collections.Counter()
-for plane in space.planes:
-    for line in plane.lines:
-        if not line.name.startswith("tf_Compute"):
-            continue
-        for ev in line.events:
-            meta = plane.event_metadata.get(ev.metadata_id)
-            name = meta.name if meta else "?"
-            if name == "ExecutorState::Process":
-                continue
-            ms = ev.duration_ps / 1e9
-            by_type[name.rsplit(":", 1)[-1]] += ms
-            by_layer[layer_of(name)] += ms
+for name, ms in op_events(logdir):
+    by_type[name.rsplit(":", 1)[-1]] += ms
+    by_layer[layer_of(name)] += ms
 total = sum(by_type.values())
 print(f"wall {wall*1e3:.0f} ms per batch ({a.batch / wall:.2f} images/s unprofiled); op time {total / a.calls:.0f} ms per batch")
 for k, ms in by_type.most_common(15):
