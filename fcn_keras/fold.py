@@ -6,6 +6,9 @@ the convolution's kernel and bias: kernel' = kernel * s, bias' = (bias - mean) *
 s = gamma / sqrt(var + eps). The folded model skips a pass over every such feature map, and
 a Conv2D followed directly by BiasAdd and ReLU is what TensorFlow's graph optimiser fuses into
 one oneDNN kernel (`_FusedConv2D`); a ReLU right after the folded batch norm is folded too.
+A transposed-conv block whose only consumer is a 1x1 classifier (the book head's last block
+and `pre_activation`) takes the classifier in as well, so that its phases form
+(`FoldedConv2DTranspose`) classifies each phase before interleaving.
 
 `fold_batch_norm(model)` returns a new model (the original is untouched; its weights are read
 once, so fold again after the weights change). Only Conv-BN pairs where the convolution feeds
@@ -21,7 +24,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from fcn_keras.layers import Conv2DTranspose, computes_on_amx
+from fcn_keras.layers import Conv2DTranspose, computes_on_amx, interleave_phases
 
 
 @keras.saving.register_keras_serializable(package="fcn_keras")
@@ -40,73 +43,99 @@ class FoldedConv2D(layers.Conv2D):
 
 @keras.saving.register_keras_serializable(package="fcn_keras")
 class FoldedConv2DTranspose(Conv2DTranspose):
-    """This package's `Conv2DTranspose` at inference, bias added by `BiasAdd`.
+    """This package's `Conv2DTranspose` at inference, bias added by `BiasAdd`; with `classes`
+    it also applies the 1x1 classifier that followed it (`classifier_kernel`, `classifier_bias`)
+    and outputs `classes` channels.
 
     TensorFlow fuses no bias or ReLU into its transposed conv, so both are a pass each over
-    the output. Where that output is large beside the work (no more input channels than
-    filters, bfloat16 on a CPU with AMX: `rows_pay`), the stride-2 kernel-3 "same" case is
-    computed instead as two ordinary convolutions on the input, which TensorFlow fuses with
-    their bias and ReLU: the even output rows come from input rows m - 1 and m through kernel
-    rows 2 and 0, the odd rows from row m through kernel row 1, and along a row the two output
-    columns of input column n are 2F output channels of one convolution (the odd column never
-    uses column n - 1, a zero tap). One stack interleaves the rows. A third more multiply-adds
-    (the zero taps), two fewer passes over the output: the book head's last block took 27%
-    less time this way (benchmarks/README.md, round 7).
+    the output. Where passes over memory are dear beside arithmetic (bfloat16 on a CPU with
+    AMX: `phases_pay`), the stride-2 kernel-3 "same" case is computed instead as four ordinary
+    convolutions on the input, one per output phase (r, c) = pixels (2m + r, 2n + c), with
+    exactly that phase's taps (2x2, 2x1, 1x2 and 1x1 kernels; see `Conv2DTranspose` for which)
+    and the row and column above/left of the input as explicit padding, not a padded copy.
+    TensorFlow fuses each with its bias and ReLU. The phases are interleaved at the end; with
+    a classifier, which is per pixel and so commutes with the interleave, each phase is
+    classified first and only the `classes`-channel maps are interleaved. The book head's last
+    block and classifier took 80 ms in round 7's rows form, 49 ms this way, and its
+    1024 -> 256 block 51 -> 44 ms (benchmarks/README.md, round 8).
     """
+
+    def __init__(self, *args, classes: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.classes = classes
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.classes:
+            self.classifier_kernel = self.add_weight(
+                name="classifier_kernel", shape=(self.filters, self.classes),
+                initializer="glorot_uniform")
+            self.classifier_bias = self.add_weight(
+                name="classifier_bias", shape=(self.classes,), initializer="zeros")
 
     def call(self, inputs, training=None):
         if keras.backend.backend() != "tensorflow" or self.data_format != "channels_last":
-            return super().call(inputs, training=training)
+            return self._classify(super().call(inputs, training=training))
         import tensorflow as tf
-        if self._subpixel() and rows_pay(self.compute_dtype, inputs.shape[-1], self.filters):
-            return self._rows(inputs)
+        if self._subpixel() and phases_pay(self.compute_dtype):
+            return self._phases(inputs)
         outputs = keras.ops.conv_transpose(inputs, self.kernel, strides=self.strides,
                                            padding=self.padding,
                                            output_padding=self.output_padding,
                                            data_format=self.data_format,
                                            dilation_rate=self.dilation_rate)
         outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
-        return outputs if self.activation is None else self.activation(outputs)
+        return self._classify(outputs if self.activation is None else self.activation(outputs))
 
-    def _rows(self, inputs):
-        """The rows form (see the class): two convolutions with bias and activation, one stack."""
+    def _classify(self, features):
+        """The 1x1 classifier on `features` (unchanged without `classes`)."""
+        if not self.classes:
+            return features
+        kernel = keras.ops.cast(self.classifier_kernel, self.compute_dtype)
+        bias = keras.ops.cast(self.classifier_bias, self.compute_dtype)
+        if keras.backend.backend() != "tensorflow":
+            return keras.ops.matmul(features, kernel) + bias
         import tensorflow as tf
-        even_kernel, odd_kernel = row_kernels(tf.cast(self.kernel, self.compute_dtype))
+
+        # a 1x1 convolution: one oneDNN kernel with its bias
+        return tf.nn.bias_add(tf.nn.conv2d(features, kernel[None, None], 1, "VALID"), bias)
+
+    def _phases(self, inputs):
+        """The phases form (see the class): four convolutions, each with bias and activation
+        (and the classifier), interleaved."""
+        import tensorflow as tf
+        taps = tf.transpose(tf.cast(self.kernel, self.compute_dtype), (0, 1, 3, 2))  # (3,3,C,F)
         bias = tf.cast(self.bias, self.compute_dtype)
-        bias = tf.concat([bias, bias], axis=0)
-        padded = tf.pad(inputs, [[0, 0], [1, 0], [1, 0], [0, 0]])   # row m - 1, column n - 1
 
-        def rows(window, kernel):
-            outputs = tf.nn.bias_add(tf.nn.conv2d(window, kernel, 1, "VALID"), bias)
-            return outputs if self.activation is None else self.activation(outputs)
+        def phase(kernel, top, left):   # top / left: rows m - 1 / columns n - 1 in the window
+            pads = [[0, 0], [top, 0], [left, 0], [0, 0]]
+            outputs = tf.nn.bias_add(tf.nn.conv2d(inputs, kernel, 1, pads), bias)
+            outputs = outputs if self.activation is None else self.activation(outputs)
+            return self._classify(outputs)
 
-        even, odd = rows(padded, even_kernel), rows(padded[:, 1:], odd_kernel)
-        shape = tf.shape(inputs)
-        return tf.reshape(tf.stack([even, odd], axis=2),
-                          [shape[0], 2 * shape[1], 2 * shape[2], self.filters])
+        def taps_of(rows, columns):
+            return tf.stack([tf.stack([taps[i, j] for j in columns]) for i in rows])
+
+        # input row m - 1 meets kernel row 2 and row m kernel row 0 in even output rows, row m
+        # kernel row 1 in odd ones; the same along columns
+        return interleave_phases(phase(taps_of((2, 0), (2, 0)), 1, 1),
+                                 phase(taps_of((2, 0), (1,)), 1, 0),
+                                 phase(taps_of((1,), (2, 0)), 0, 1),
+                                 phase(taps_of((1,), (1,)), 0, 0))
+
+    def compute_output_shape(self, input_shape):
+        shape = super().compute_output_shape(input_shape)
+        return (*shape[:-1], self.classes) if self.classes else shape
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
 
 
-def rows_pay(compute_dtype: str, in_channels: int | None, filters: int) -> bool:
-    """Whether `FoldedConv2DTranspose` computes its rows form: in bfloat16 on a CPU with
-    AMX-BF16 (convolutions cheap beside passes over memory), for no more input channels than
-    filters. Measured on the book's head (round 7): 256 -> 256 channels 116 -> 85 ms, 1024 -> 256
-    48 -> 70 ms (its output is a quarter as large beside the same multiply-adds)."""
-    return in_channels is not None and in_channels <= filters and computes_on_amx(compute_dtype)
-
-
-def row_kernels(kernel):
-    """A transposed conv's kernel (3, 3, F, C) as the rows form's two convolution kernels:
-    even rows (2, 2, C, 2F) over input rows (m - 1, m) and columns (n - 1, n), output
-    channels [column 2n | column 2n + 1]; odd rows (1, 2, C, 2F) over row m."""
-    import tensorflow as tf
-    taps = tf.transpose(kernel, (0, 1, 3, 2))   # taps[i, j]: (C, F), input -> output
-    zero = tf.zeros_like(taps[0, 0])
-
-    def window_row(i):   # kernel row i over columns (n - 1, n) -> [even column | odd column]
-        return tf.stack([tf.concat([taps[i, 2], zero], -1),
-                         tf.concat([taps[i, 0], taps[i, 1]], -1)])
-
-    return tf.stack([window_row(2), window_row(0)]), window_row(1)[None]
+def phases_pay(compute_dtype: str) -> bool:
+    """Whether `FoldedConv2DTranspose` computes its phases form: in bfloat16 on a CPU with
+    AMX-BF16, where convolutions are cheap beside passes over memory. Elsewhere TensorFlow's
+    transposed conv stays (not measured there yet)."""
+    return computes_on_amx(compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="fcn_keras")
@@ -161,9 +190,28 @@ def _relu_after(bn) -> layers.Layer | None:
     return None
 
 
+def _classifier_after(layer) -> layers.Layer | None:
+    """The 1x1, stride-1, linear convolution that alone consumes `layer`'s output, or None."""
+    consumers = _consumers(layer)
+    if len(consumers) != 1:
+        return None
+    conv = consumers[0]
+    if type(conv) not in (layers.Conv2D, layers.Conv2DTranspose, Conv2DTranspose):
+        return None
+    if (tuple(conv.kernel_size) != (1, 1) or tuple(conv.strides) != (1, 1)
+            or tuple(conv.dilation_rate) != (1, 1) or getattr(conv, "groups", 1) != 1
+            or getattr(conv, "output_padding", None) is not None
+            or conv.data_format != "channels_last"
+            or conv.activation not in (None, keras.activations.linear)
+            or len(conv._inbound_nodes) != 1):
+        return None
+    return conv
+
+
 def _plan(model, plan: dict) -> None:
-    """Fill `plan` (id(layer) -> ("conv", bn, relu) | ("drop",)) for `model`, nested models
-    included."""
+    """Fill `plan` (id(layer) -> ("conv", bn, relu, classifier) | ("drop",)) for `model`,
+    nested models included. A transposed conv whose block (conv, batch norm, ReLU) feeds only
+    a 1x1 classifier takes the classifier in too."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             _plan(layer, plan)
@@ -172,10 +220,13 @@ def _plan(model, plan: dict) -> None:
         if conv is None:
             continue
         relu = _relu_after(layer)
-        plan[id(conv)] = ("conv", layer, relu)
-        plan[id(layer)] = ("drop",)
-        if relu is not None:
-            plan[id(relu)] = ("drop",)
+        classifier = None
+        if isinstance(conv, layers.Conv2DTranspose):
+            classifier = _classifier_after(relu or layer)
+        plan[id(conv)] = ("conv", layer, relu, classifier)
+        for dropped in (layer, relu, classifier):
+            if dropped is not None:
+                plan[id(dropped)] = ("drop",)
 
 
 def _folded_weights(conv, bn) -> list[np.ndarray]:
@@ -194,6 +245,17 @@ def _folded_weights(conv, bn) -> list[np.ndarray]:
     return [kernel.astype(np.float32), np.asarray(bias, np.float32)]
 
 
+def _classifier_weights(conv) -> list[np.ndarray]:
+    """A 1x1 convolution's weights as `FoldedConv2DTranspose`'s classifier: kernel (F, classes)
+    and bias."""
+    kernel = np.asarray(conv.kernel, np.float32)[0, 0]
+    if isinstance(conv, layers.Conv2DTranspose):   # kernel (1, 1, out, in)
+        kernel = kernel.T
+    bias = np.asarray(conv.bias, np.float32) if conv.use_bias else \
+        np.zeros(conv.filters, np.float32)
+    return [kernel, bias]
+
+
 def fold_batch_norm(model: keras.Model) -> keras.Model:
     """A copy of `model` for inference with every foldable batch norm merged into its
     convolution (and the ReLU after it into the convolution's activation). Outputs match
@@ -209,13 +271,15 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
         elif action[0] == "drop":
             new = FoldedAway(name=layer.name, dtype=layer.dtype_policy)
         else:
-            _, bn, relu = action
+            _, bn, relu, classifier = action
             config = {**layer.get_config(), "use_bias": True,
                       "activation": "relu" if relu is not None else None}
-            cls = FoldedConv2DTranspose if isinstance(layer, layers.Conv2DTranspose) \
-                else FoldedConv2D
             config.pop("fast", None)
-            new = cls.from_config(config)
+            if isinstance(layer, layers.Conv2DTranspose):
+                new = FoldedConv2DTranspose.from_config(
+                    {**config, "classes": classifier.filters if classifier else None})
+            else:
+                new = FoldedConv2D.from_config(config)
         originals[id(new)] = layer
         return new
 
@@ -241,7 +305,9 @@ def _copy_weights(model, originals: dict, plan: dict) -> None:
             elif source.weights:
                 layer.set_weights(source.get_weights())
         elif action[0] == "conv":
-            layer.set_weights(_folded_weights(source, action[1]))
+            classifier = action[3]
+            extra = _classifier_weights(classifier) if classifier is not None else []
+            layer.set_weights(_folded_weights(source, action[1]) + extra)
 
 
 def count_batch_norms(model) -> int:

@@ -189,7 +189,7 @@ def computes_on_amx(compute_dtype: str) -> bool:
     """True for bfloat16 layers that TensorFlow runs on a CPU with AMX-BF16 (no GPU visible):
     oneDNN's convolutions use the AMX tiles there, so arithmetic is cheap beside passes over
     memory, which is what the choices of `subpixel_training_pays` and
-    `fcn_keras.fold.rows_pay` turn on."""
+    `fcn_keras.fold.phases_pay` turn on."""
     return compute_dtype == "bfloat16" and _tensorflow_on_amx_cpu()
 
 

@@ -81,45 +81,57 @@ def test_labels_argmax_in_the_graph_match_the_probabilities():
     assert predictor.traces == 2    # one labels function and one probabilities function
 
 
+@pytest.mark.parametrize("classes", [None, 3])
 @pytest.mark.parametrize("activation", ["relu", None])
 @pytest.mark.parametrize("size", [(1, 1), (5, 7), (8, 6)])
-def test_rows_form_matches_the_transposed_conv(monkeypatch, size, activation):
-    """The rows form (two convolutions and a stack, `FoldedConv2DTranspose._rows`) computes the
-    transposed conv + bias (+ ReLU), in a function traced for unknown sizes too."""
+def test_phases_form_matches_the_transposed_conv(monkeypatch, size, activation, classes):
+    """The phases form (four convolutions, interleaved: `FoldedConv2DTranspose._phases`)
+    computes the transposed conv + bias (+ ReLU) (+ 1x1 classifier), in a function traced for
+    unknown sizes too."""
     import tensorflow as tf
 
     from fcn_keras import fold
     layer = fold.FoldedConv2DTranspose(6, 3, strides=2, padding="same", activation=activation,
-                                       bias_initializer="random_normal")
+                                       bias_initializer="random_normal", classes=classes)
     layer.build((None, None, None, 5))
-    x = np.random.default_rng(3).standard_normal((2, *size, 5)).astype("float32")
-    monkeypatch.setattr(fold, "rows_pay", lambda *args: False)
+    rng = np.random.default_rng(3)
+    for weight in layer.weights:   # no zero biases: every term must land in its place
+        weight.assign(rng.standard_normal(weight.shape).astype("float32"))
+    x = rng.standard_normal((2, *size, 5)).astype("float32")
+    monkeypatch.setattr(fold, "phases_pay", lambda *args: False)
     expected = layer(x).numpy()
-    monkeypatch.setattr(fold, "rows_pay", lambda *args: True)
-    rows, calls = fold.FoldedConv2DTranspose._rows, []
-    monkeypatch.setattr(fold.FoldedConv2DTranspose, "_rows",
-                        lambda self, inputs: calls.append(1) or rows(self, inputs))
+    monkeypatch.setattr(fold, "phases_pay", lambda *args: True)
+    phases, calls = fold.FoldedConv2DTranspose._phases, []
+    monkeypatch.setattr(fold.FoldedConv2DTranspose, "_phases",
+                        lambda self, inputs: calls.append(1) or phases(self, inputs))
     spec = tf.TensorSpec((None, None, None, 5), tf.float32)
     for got in (layer(x).numpy(), tf.function(layer, input_signature=[spec])(x).numpy()):
-        assert got.shape == expected.shape == (2, 2 * size[0], 2 * size[1], 6)
-        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+        assert got.shape == expected.shape == (2, 2 * size[0], 2 * size[1], classes or 6)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)
     assert len(calls) == 2
 
 
-def test_folded_book_head_in_rows_form_matches_the_unfolded_model(monkeypatch):
+@pytest.mark.parametrize("phases", [False, True])
+def test_folded_book_head_takes_its_classifier_in(monkeypatch, phases):
+    """The book head's last transposed-conv block swallows the 1x1 `pre_activation`
+    classifier; the folded model still gives the unfolded one's outputs, in either form."""
     from fcn_keras import fold
-    monkeypatch.setattr(fold, "rows_pay", lambda *args: True)
+    from fcn_keras.layers import all_layers
+    monkeypatch.setattr(fold, "phases_pay", lambda *args: phases)
     model = _model("fcn")
+    folded = fold_batch_norm(model)
+    by_name = {layer.name: layer for layer in all_layers(folded)}
+    assert by_name["tconv_up_x4"].classes == 4
+    assert by_name["tconv_up_x2"].classes is None
+    assert isinstance(by_name["pre_activation"], fold.FoldedAway)
     x = np.random.default_rng(4).random((2, 70, 90, 3), np.float32)
-    np.testing.assert_allclose(fold_batch_norm(model)(x, training=False).numpy(),
+    np.testing.assert_allclose(folded(x, training=False).numpy(),
                                model(x, training=False).numpy(), atol=2e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("amx", [False, True])
-def test_rows_form_only_in_bfloat16_on_amx_and_for_few_input_channels(monkeypatch, amx):
+def test_phases_form_only_in_bfloat16_on_amx(monkeypatch, amx):
     from fcn_keras import fold, layers
     monkeypatch.setattr(layers, "_tensorflow_on_amx_cpu", lambda: amx)
-    assert fold.rows_pay("bfloat16", 256, 256) is amx
-    assert not fold.rows_pay("bfloat16", 1024, 256)
-    assert not fold.rows_pay("float32", 256, 256)
-    assert not fold.rows_pay("bfloat16", None, 256)
+    assert fold.phases_pay("bfloat16") is amx
+    assert not fold.phases_pay("float32")
