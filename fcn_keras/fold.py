@@ -256,6 +256,21 @@ def _classifier_weights(conv) -> list[np.ndarray]:
     return [kernel, bias]
 
 
+_CONVOLUTIONS = (layers.Conv2D, layers.Conv2DTranspose, layers.DepthwiseConv2D,
+                 layers.SeparableConv2D)
+
+
+def _weights_in_compute_dtype(layer, config: dict) -> dict:
+    """`config` with a convolution's weights kept in its compute dtype (bfloat16 under
+    mixed_bfloat16): a mixed-precision layer casts its float32 kernel to that dtype on every
+    call, the same rounding each time, which at inference is only a pass over every weight
+    per batch. Other layers (batch norms, the float32 softmax) keep their policy."""
+    policy = layer.dtype_policy
+    if isinstance(layer, _CONVOLUTIONS) and policy.variable_dtype != policy.compute_dtype:
+        return {**config, "dtype": policy.compute_dtype}
+    return config
+
+
 def fold_batch_norm(model: keras.Model) -> keras.Model:
     """A copy of `model` for inference with every foldable batch norm merged into its
     convolution (and the ReLU after it into the convolution's activation). Outputs match
@@ -267,12 +282,13 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     def clone(layer):
         action = plan.get(id(layer))
         if action is None:
-            new = layer.__class__.from_config(layer.get_config())
+            new = layer.__class__.from_config(_weights_in_compute_dtype(layer,
+                                                                        layer.get_config()))
         elif action[0] == "drop":
             new = FoldedAway(name=layer.name, dtype=layer.dtype_policy)
         else:
             _, bn, relu, classifier = action
-            config = {**layer.get_config(), "use_bias": True,
+            config = {**_weights_in_compute_dtype(layer, layer.get_config()), "use_bias": True,
                       "activation": "relu" if relu is not None else None}
             config.pop("fast", None)
             if isinstance(layer, layers.Conv2DTranspose):

@@ -135,3 +135,29 @@ def test_phases_form_only_in_bfloat16_on_amx(monkeypatch, amx):
     monkeypatch.setattr(layers, "_tensorflow_on_amx_cpu", lambda: amx)
     assert fold.phases_pay("bfloat16") is amx
     assert not fold.phases_pay("float32")
+
+
+@pytest.mark.parametrize("phases", [False, True])
+def test_mixed_precision_fold_keeps_convolution_weights_in_bfloat16(monkeypatch, phases):
+    """Under mixed_bfloat16 the folded model stores its convolutions' weights in bfloat16
+    (no cast of every kernel per batch) and computes exactly what it computed with float32
+    weights cast on each call; batch norms and the float32 softmax keep their policy."""
+    from fcn_keras import fold
+    from fcn_keras.layers import all_layers
+    monkeypatch.setattr(fold, "phases_pay", lambda *args: phases)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = _model("fcn")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    folded = fold_batch_norm(model)
+    monkeypatch.setattr(fold, "_weights_in_compute_dtype", lambda layer, config: config)
+    cast_each_call = fold_batch_norm(model)
+    policies = {type(layer).__name__: layer.dtype_policy.name for layer in all_layers(folded)}
+    assert policies["FoldedConv2D"] == policies["FoldedConv2DTranspose"] == "bfloat16"
+    assert policies["Conv2D"] == "bfloat16"
+    assert policies["BatchNormalization"] == "mixed_bfloat16"
+    assert policies["Softmax"] == "float32"
+    x = np.random.default_rng(6).random((2, 64, 96, 3), np.float32)
+    np.testing.assert_array_equal(folded(x, training=False).numpy(),
+                                  cast_each_call(x, training=False).numpy())
