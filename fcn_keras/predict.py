@@ -10,7 +10,8 @@ signature with all three unknown), so a split of many image sizes (VOC) or a sho
 does not trace the model again; `Predictor.traces` counts the traces. With `fold_bn=True`
 the batch norms are folded into their convolutions (`fcn_keras.fold`) in a copy of the
 model taken when the Predictor is made: use it for a fixed set of weights (evaluation,
-prediction), not for a model still training.
+prediction), not for a model still training. `labels` then runs a second folded copy without
+the output softmax.
 
 `predict_files` is the prediction verb of the facade (`--image-file`, `FCN.predict_files`):
 images in, masks and overlays (and a VIA project) out, through the API's `Segmenter`, so the
@@ -44,20 +45,24 @@ class Predictor:
         if fold_bn:
             from fcn_keras.fold import fold_batch_norm
             self.network = fold_batch_norm(model)
+            self.labels_network = fold_batch_norm(model, logits=True)
         else:
-            self.network = model
+            self.network = self.labels_network = model
         self.traces = 0
         channels = model.input_shape[-1]
         spec = tf.TensorSpec((None, None, None, channels), tf.float32)
         self._probs = tf.function(self._probabilities, jit_compile=jit, input_signature=[spec])
         self._argmax = tf.function(self._labels, jit_compile=jit, input_signature=[spec])
 
-    def _probabilities(self, images):
+    def _probabilities(self, images, network=None):
         self.traces += 1    # Python runs only while tracing
-        return tf.cast(self.network(images, training=False), tf.float32)
+        return tf.cast((network or self.network)(images, training=False), tf.float32)
 
     def _labels(self, images):
-        return tf.cast(tf.argmax(self._probabilities(images), axis=-1), tf.uint8)
+        """Labels from the folded network without its output softmax (`fold_batch_norm`'s
+        `logits`): the argmax of the logits is the argmax of the probabilities."""
+        scores = self._probabilities(images, self.labels_network)
+        return tf.cast(tf.argmax(scores, axis=-1), tf.uint8)
 
     def probabilities(self, images) -> np.ndarray:
         """Per-pixel class probabilities for a float32 [0, 1] batch (N, H, W, C)."""

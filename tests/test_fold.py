@@ -161,3 +161,24 @@ def test_mixed_precision_fold_keeps_convolution_weights_in_bfloat16(monkeypatch,
     x = np.random.default_rng(6).random((2, 64, 96, 3), np.float32)
     np.testing.assert_array_equal(folded(x, training=False).numpy(),
                                   cast_each_call(x, training=False).numpy())
+
+
+@pytest.mark.parametrize("arch,extra,dropped", [("fcn", {}, True), ("fcn8s", {}, True),
+                                                ("fcn4s", dict(downsample=2), False)])
+def test_labels_come_from_logits_where_the_softmax_is_last(arch, extra, dropped):
+    """`fold_batch_norm(logits=True)` leaves the output softmax out when only crops follow it
+    (not with --downsample's bilinear upsampling of the probabilities after it); the
+    Predictor's labels are the argmax of the probabilities either way."""
+    from fcn_keras.fold import FoldedAway, output_softmax
+    from fcn_keras.layers import all_layers
+    model = _model(arch, **extra)
+    logits = fold_batch_norm(model, logits=True)
+    kinds = {type(layer) for layer in all_layers(logits)}
+    assert (output_softmax(model) is not None) is dropped
+    assert (keras.layers.Softmax not in kinds) is dropped
+    if dropped:
+        by_name = {layer.name: layer for layer in all_layers(logits)}
+        assert isinstance(by_name["segmentation"], FoldedAway)
+    predictor = Predictor(model, fold_bn=True)
+    x = np.random.default_rng(7).random((2, 70, 90, 3), np.float32)
+    np.testing.assert_array_equal(predictor.labels(x), predictor.probabilities(x).argmax(-1))
