@@ -56,7 +56,8 @@ class Predictor:
 
     def _probabilities(self, images, network=None):
         self.traces += 1    # Python runs only while tracing
-        return tf.cast((network or self.network)(images, training=False), tf.float32)
+        network = self.network if network is None else network
+        return tf.cast(network(images, training=False), tf.float32)
 
     def _labels(self, images):
         """Labels from the folded network without its output softmax (`fold_batch_norm`'s
