@@ -40,6 +40,39 @@ def test_folded_model_matches_the_unfolded_one(arch, extra):
     np.testing.assert_array_equal(model(x, training=False).numpy(), expected)
 
 
+def test_pre_activation_batch_norms_run_as_fused_depthwise_convolutions():
+    """The ResNet v2 units' batch norms (no convolution before them) become 1x1 depthwise
+    convolutions with bias and the ReLU after them, traced with "SAME" padding (the form whose
+    output shape TensorFlow's optimiser knows to equal the input's, so that it fuses the
+    residual additions); every plain Conv2D becomes a FoldedConv2D (bias by BiasAdd)."""
+    import tensorflow as tf
+
+    from fcn_keras.fold import FoldedAway, FoldedBatchNormalization, FoldedConv2D
+    from fcn_keras.layers import all_layers
+    model = _model("fcn")
+    unfoldable = [layer for layer in all_layers(model)
+                  if isinstance(layer, keras.layers.BatchNormalization)
+                  and not isinstance(layer._inbound_nodes[0].input_tensors[0]._keras_history
+                                     .operation, (keras.layers.Conv2D,
+                                                  keras.layers.Conv2DTranspose))]
+    assert unfoldable
+    folded = fold_batch_norm(model)
+    kinds = {layer.name: layer for layer in all_layers(folded)}
+    for bn in unfoldable:
+        assert isinstance(kinds[bn.name], FoldedBatchNormalization)
+        assert kinds[bn.name].activation is keras.activations.relu
+        relu = bn._outbound_nodes[0].operation
+        assert isinstance(kinds[relu.name], FoldedAway)
+    assert not [layer for layer in all_layers(folded) if type(layer) is keras.layers.Conv2D]
+    assert any(type(layer) is FoldedConv2D and layer.activation is keras.activations.linear
+               for layer in all_layers(folded))
+    graph = tf.function(folded).get_concrete_function(
+        tf.TensorSpec((None, None, None, 3), tf.float32)).graph
+    depthwise = [op for op in graph.get_operations() if op.type == "DepthwiseConv2dNative"]
+    assert len(depthwise) == len(unfoldable)
+    assert {op.get_attr("padding") for op in depthwise} == {b"SAME"}
+
+
 def test_predictor_folds_and_traces_once_for_many_sizes():
     model = _model("fcn4s", context="aspp", pyramid_blocks=1)
     plain, folded = Predictor(model), Predictor(model, fold_bn=True)
@@ -155,8 +188,8 @@ def test_mixed_precision_fold_keeps_convolution_weights_in_bfloat16(monkeypatch,
     cast_each_call = fold_batch_norm(model)
     policies = {type(layer).__name__: layer.dtype_policy.name for layer in all_layers(folded)}
     assert policies["FoldedConv2D"] == policies["FoldedConv2DTranspose"] == "bfloat16"
-    assert policies["Conv2D"] == "bfloat16"
-    assert policies["BatchNormalization"] == "mixed_bfloat16"
+    assert policies["FoldedBatchNormalization"] == "bfloat16"
+    assert "Conv2D" not in policies and "BatchNormalization" not in policies
     assert policies["Softmax"] == "float32"
     x = np.random.default_rng(6).random((2, 64, 96, 3), np.float32)
     np.testing.assert_array_equal(folded(x, training=False).numpy(),
