@@ -10,8 +10,8 @@ signature with all three unknown), so a split of many image sizes (VOC) or a sho
 does not trace the model again; `Predictor.traces` counts the traces. With `fold_bn=True`
 the batch norms are folded into their convolutions (`fcn_keras.fold`) in a copy of the
 model taken when the Predictor is made: use it for a fixed set of weights (evaluation,
-prediction), not for a model still training. `labels` then runs a second folded copy without
-the output softmax.
+prediction), not for a model still training. `labels` then runs a folded copy without the
+output softmax; the copy with it is made when probabilities are first asked for.
 
 `predict_files` is the prediction verb of the facade (`--image-file`, `FCN.predict_files`):
 images in, masks and overlays (and a VIA project) out, through the API's `Segmenter`, so the
@@ -44,15 +44,28 @@ class Predictor:
         self.multiple = padding_multiple(model)
         if fold_bn:
             from fcn_keras.fold import fold_batch_norm
-            self.network = fold_batch_norm(model)
+            self._network = None   # made on first use: see `network`
             self.labels_network = fold_batch_norm(model, logits=True)
         else:
-            self.network = self.labels_network = model
+            self._network = self.labels_network = model
         self.traces = 0
         channels = model.input_shape[-1]
         spec = tf.TensorSpec((None, None, None, channels), tf.float32)
         self._probs = tf.function(self._probabilities, jit_compile=jit, input_signature=[spec])
         self._argmax = tf.function(self._labels, jit_compile=jit, input_signature=[spec])
+
+    @property
+    def network(self):
+        """The network that gives probabilities: with `fold_bn`, a folded copy made the first
+        time probabilities are asked for (TTA, tiling, `probabilities`); labels without them
+        (`--evaluate`, prediction) use only `labels_network`, so evaluation folds once."""
+        self._make_network()
+        return self._network
+
+    def _make_network(self) -> None:
+        if self._network is None:
+            from fcn_keras.fold import fold_batch_norm
+            self._network = fold_batch_norm(self.model)
 
     def _probabilities(self, images, network=None):
         self.traces += 1    # Python runs only while tracing
@@ -96,7 +109,10 @@ class Predictor:
         pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
         if pad_h or pad_w:
             images = np.pad(images, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)])
-        return (function or self._probs)(tf.constant(images)).numpy()[:, :height, :width]
+        if function is None:   # the network first: made in the trace, its new variables
+            self._make_network()   # would make TensorFlow trace the function twice
+            function = self._probs
+        return function(tf.constant(images)).numpy()[:, :height, :width]
 
     def labels(self, images) -> np.ndarray:
         """Per-pixel class indices (uint8) for a batch. Without TTA or tiling the argmax runs

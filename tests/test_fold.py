@@ -85,6 +85,20 @@ def test_predictor_folds_and_traces_once_for_many_sizes():
     assert plain.traces == 1 and folded.traces == 1
 
 
+def test_predictor_folds_the_probabilities_network_only_when_asked():
+    """Labels use the softmax-less folded copy only; the copy with the softmax is folded the
+    first time probabilities are asked for (inside the trace), and matches the model."""
+    model = _model("fcn")
+    predictor = Predictor(model, fold_bn=True)
+    x = np.random.default_rng(4).random((2, 64, 96, 3), np.float32)
+    expected = model(x, training=False).numpy()
+    np.testing.assert_array_equal(predictor.labels(x), expected.argmax(-1))
+    assert predictor._network is None
+    np.testing.assert_allclose(predictor.probabilities(x), expected, atol=2e-4, rtol=1e-3)
+    assert predictor._network is not None and predictor.network is predictor._network
+    assert predictor.traces == 2     # one function each: labels, probabilities
+
+
 def test_evaluating_a_split_of_three_sizes_traces_once():
     import tensorflow as tf
 
