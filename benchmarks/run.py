@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,20 @@ def add_fractions(out: dict, raw: dict, prefix: str, result: dict, gflops: float
             out[f"{prefix}_of_{kind}_roof"] = gflops / measured
 
 
+def add_beside_fractions(out: dict, prefix: str, result: dict, gflop: float) -> None:
+    """`<prefix>_of_gemm_roof_beside` (median, min, max over the passes): each evaluation
+    pass's GFLOP/s over the GEMM roof measured just before it in the same process
+    (`worker.run_eval`), beside `<prefix>_of_gemm_roof`, which holds the median pass to the
+    run's roof: the drift of this VM between a pass and the run's roofs is left out."""
+    roofs, rates = result.get("gemm_gflops_each"), result.get("img_s_each")
+    if not roofs or not rates or len(roofs) != len(rates):
+        return
+    fractions = [gflop * rate / measured for rate, measured in zip(rates, roofs)]
+    out[f"{prefix}_of_gemm_roof_beside"] = statistics.median(fractions)
+    out[f"{prefix}_of_gemm_roof_beside_min"] = min(fractions)
+    out[f"{prefix}_of_gemm_roof_beside_max"] = max(fractions)
+
+
 def summarize(raw: dict, model: dict, quick: bool) -> dict:
     """The flat JSON: required keys, GFLOP/s, fractions of the roofs, ratios against the book
     and the plain setup (keys whose measurement was not run, see --only, are left out)."""
@@ -315,6 +330,8 @@ def summarize(raw: dict, model: dict, quick: bool) -> dict:
                 gflops = out[f"forward_gflop_{size}"] * result["img_s"]
                 out[f"{prefix}eval_gflops_{size}"] = gflops
                 add_fractions(out, raw, f"{prefix}eval_{size}", result, gflops, policy)
+                add_beside_fractions(out, f"{prefix}eval_{size}", result,
+                                     out[f"forward_gflop_{size}"])
         if f"{setup}_latency_480x640" in raw:
             latency = raw[f"{setup}_latency_480x640"]
             out[f"{prefix}latency_ms_480x640"] = latency["ms"]
@@ -406,7 +423,7 @@ def format_table(out: dict) -> str:
                 "remat_train_img_s_192x256", "remat_train_img_s_352x480",
                 "remat_speed_cost_192x256", "remat_speed_cost_352x480",
                 "remat_peak_rss_ratio_192x256", "remat_peak_rss_ratio_352x480") + tuple(
-                    k for k in out if k.endswith(ROOF_SUFFIXES) or
+                    k for k in out if k.endswith((*ROOF_SUFFIXES, "_roof_beside")) or
                     any(k == f"{v}_train_img_s_192x256" or k == f"{v}_peak_rss_mb_train_192x256"
                         for v in VARIANTS)):
         if key in out:

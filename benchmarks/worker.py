@@ -183,7 +183,10 @@ def eval_samples(task: Task):
 def run_eval(task: Task, setup: Setup) -> dict:
     """Images/s of a whole-split evaluation (predictions and the confusion matrix): the
     median of `options["repeats"]` passes, with the slowest and fastest, and how often the
-    inference function was traced (the warm-up pass traces it; the timed passes should not)."""
+    inference function was traced (the warm-up pass traces it; the timed passes should not).
+    Before each pass the GEMM roof is measured again (`gemm_gflops_each`, in the setup's
+    precision): this VM's speed drifts by tens of percent within minutes, and a pass held to
+    the roof of the same moment says more than one held to the run's start or end."""
     model = build(task, setup)
     samples = eval_samples(task)
     if setup.feed == "python":
@@ -194,13 +197,15 @@ def run_eval(task: Task, setup: Setup) -> dict:
     if task.options.get("in_memory"):
         evaluate(samples)                   # decodes the split into memory, untimed
     traced_in_warmup = traces()
-    rates = []
+    rates, roofs = [], []
+    dtype = "bfloat16" if setup.policy == "mixed_bfloat16" else "float32"
     for _ in range(task.options.get("repeats", 1)):
+        roofs.append(gemm_gflops(dtype, steps=3))
         start = time.perf_counter()
         evaluate(samples)
         rates.append(len(samples) / (time.perf_counter() - start))
     return {"img_s": statistics.median(rates), "img_s_each": rates, "img_s_min": min(rates),
-            "img_s_max": max(rates),
+            "img_s_max": max(rates), "gemm_gflops_each": roofs,
             "repeats": len(rates), "images": len(samples), "traces_warmup": traced_in_warmup,
             "traces_total": traces(),
             "fold_bn": setup.feed != "python" and bool(task.options.get("fold_bn", True)),
@@ -349,12 +354,14 @@ def best_seconds(fn, arg, repeats: int) -> float:
 def run_gemm(task: Task, setup: Setup) -> dict:
     """GFLOP/s of a 2048^3 matrix product in float32 and bfloat16: what the CPU delivers to
     this process right now (other jobs on the machine lower it)."""
-    result = {}
-    for dtype in ("float32", "bfloat16"):
-        a = tf.cast(tf.random.normal((2048, 2048)), dtype)
-        matmul = tf.function(lambda x: tf.matmul(x, x))
-        result[dtype] = 2 * 2048 ** 3 / best_seconds(matmul, a, task.steps) / 1e9
-    return result
+    return {dtype: gemm_gflops(dtype, task.steps) for dtype in ("float32", "bfloat16")}
+
+
+def gemm_gflops(dtype: str, steps: int) -> float:
+    """The 2048^3 matrix product's GFLOP/s in `dtype`, best of `steps`."""
+    a = tf.cast(tf.random.normal((2048, 2048)), dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    return 2 * 2048 ** 3 / best_seconds(matmul, a, steps) / 1e9
 
 
 # 3x3 same-padding convolutions at the model's typical shapes (batch, height, width,

@@ -21,7 +21,8 @@ ALSO = ("train_gflops_192x256", "forward_gflop_480x640", "plain_train_img_s_192x
         "remat_train_img_s_192x256", "remat_peak_rss_mb_train_352x480",
         "camvid_train_img_s_192x256",
         "quick_train_gflops_192x256", "fcn32s_train_192x256_of_gemm_roof",
-        "eval_traces_total_192x256", "unfolded_latency_ms_480x640", "eval_img_s_min_192x256")
+        "eval_traces_total_192x256", "unfolded_latency_ms_480x640", "eval_img_s_min_192x256",
+        "eval_192x256_of_gemm_roof_beside", "eval_352x480_of_gemm_roof_beside_min")
 
 
 @pytest.mark.slow
@@ -82,3 +83,19 @@ def test_a_roof_is_the_faster_of_the_runs_start_and_end():
     assert run.roof(raw, result, "conv", "bfloat16") == 600.0
     assert run.roof(raw, result, "conv_train", "bfloat16") == 500.0
     assert run.roof(raw, {"run": "c"}, "gemm", "bfloat16") is None
+
+
+def test_each_evaluation_pass_is_also_held_to_the_roof_measured_beside_it():
+    """`<prefix>_of_gemm_roof_beside`: every pass's GFLOP/s over the GEMM measured just
+    before it; median, min and max over the passes (none without a roof for every pass)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run
+    out = {}
+    result = {"img_s_each": [10.0, 20.0, 12.0], "gemm_gflops_each": [1000.0, 1600.0, 1500.0]}
+    run.add_beside_fractions(out, "eval_192x256", result, gflop=50.0)
+    assert out["eval_192x256_of_gemm_roof_beside"] == pytest.approx(0.5)
+    assert out["eval_192x256_of_gemm_roof_beside_min"] == pytest.approx(0.4)
+    assert out["eval_192x256_of_gemm_roof_beside_max"] == pytest.approx(0.625)
+    missing = {}
+    run.add_beside_fractions(missing, "eval_192x256", {"img_s_each": [1.0]}, gflop=50.0)
+    assert missing == {}
