@@ -1,6 +1,6 @@
 # ruff: noqa
-"""Whole-model A/B of two versions of `fcn_keras/fold.py` (git revisions, "work" for the
-working tree, or the path of a variant such as `fold_valid_padding.py` here) on the book's model, tuned setup (mixed bfloat16, `Predictor(fold_bn=True)`,
+"""Whole-model A/B of two versions of `fcn_keras/fold.py` (git revisions, or "work" for the
+working tree; `REV+valid-padding`: REV's with the depthwise batch norms padded "VALID") on the book's model, tuned setup (mixed bfloat16, `Predictor(fold_bn=True)`,
 labels out): both folded copies are built in one process and timed alternately, 15 rounds of
 two batches each; the median of the paired ratios says which is faster on this machine in
 spite of its drift. Also: whether both give the same labels.
@@ -34,8 +34,10 @@ x = np.random.default_rng(0).random((a.batch, a.height, a.width, 3), np.float32)
 def source(rev):
     if rev == "work":
         return (ROOT / "fcn_keras/fold.py").read_text()
-    if rev.endswith(".py"):
-        return Path(rev).read_text()
+    if rev.endswith("+valid-padding"):
+        text = source(rev[:-len("+valid-padding")])
+        assert text.count('[1, 1, 1, 1], "SAME"),') == 1
+        return text.replace('[1, 1, 1, 1], "SAME"),', '[1, 1, 1, 1], "VALID"),')
     return subprocess.run(["git", "show", f"{rev}:fcn_keras/fold.py"], cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout
 
