@@ -151,8 +151,9 @@ class FoldedBatchNormalization(layers.DepthwiseConv2D):
     inference knows the output has the input's height and width even when both are unknown
     (the Predictor traces for any size), and only then does its graph optimiser fuse each
     unit's residual addition into the convolution before it (the shapes of an addition's
-    operands must be known equal). The book model's evaluation batch took 12% less time than
-    with TensorFlow's batch-norm kernel (benchmarks/probes-round9/fold_ab-*.txt)."""
+    operands must be known equal). The book model's evaluation batch took 10-11% less time
+    than with TensorFlow's batch-norm kernel, and "VALID" padding 15% more
+    (benchmarks/README.md, round 9)."""
 
     def call(self, inputs, training=None, mask=None):   # a batch norm's call signature
         if keras.backend.backend() != "tensorflow" or self.data_format != "channels_last":
