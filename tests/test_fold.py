@@ -87,12 +87,16 @@ def test_predictor_folds_and_traces_once_for_many_sizes():
 
 def test_predictor_folds_the_probabilities_network_only_when_asked():
     """Labels use the softmax-less folded copy only; the copy with the softmax is folded the
-    first time probabilities are asked for (inside the trace), and matches the model."""
+    first time probabilities are asked for (before its function traces), and matches the
+    model."""
     model = _model("fcn")
     predictor = Predictor(model, fold_bn=True)
     x = np.random.default_rng(4).random((2, 64, 96, 3), np.float32)
     expected = model(x, training=False).numpy()
-    np.testing.assert_array_equal(predictor.labels(x), expected.argmax(-1))
+    top2 = np.sort(expected, axis=-1)[..., -2:]
+    clear = top2[..., 1] - top2[..., 0] > 1e-3     # float rounding cannot swap these pixels
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(predictor.labels(x)[clear], expected.argmax(-1)[clear])
     assert predictor._network is None
     np.testing.assert_allclose(predictor.probabilities(x), expected, atol=2e-4, rtol=1e-3)
     assert predictor._network is not None and predictor.network is predictor._network
